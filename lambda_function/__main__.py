@@ -1,0 +1,5 @@
+import sys
+
+from lambda_function.cli import main
+
+sys.exit(main())

@@ -1,0 +1,169 @@
+"""The HTTP API: routes, request and response models, and the one place errors become responses.
+
+The routes live on a powertools `Router`, so the Lambda resolvers (API Gateway REST and HTTP API) and the
+local ASGI server serve exactly the same code.
+"""
+
+from __future__ import annotations
+
+from http import HTTPStatus
+from typing import Any
+
+from aws_lambda_powertools.event_handler import Response, content_types
+from aws_lambda_powertools.event_handler.api_gateway import ApiGatewayResolver, Router
+from aws_lambda_powertools.event_handler.exceptions import NotFoundError
+from aws_lambda_powertools.event_handler.openapi.exceptions import RequestValidationError
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from lambda_function.errors import ClassifierError
+from lambda_function.observability import logger
+from lambda_function.service import ClassifiedImage, get_service
+
+API_TITLE = "Cat breed classifier"
+API_VERSION = "1.0.0"
+MAX_TOP_K = 100
+
+router = Router()
+
+
+class PredictRequest(BaseModel):
+    """Exactly one of `url` or `image`."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    url: str | None = Field(default=None, description="An http(s) URL of a photo", examples=["https://example.com/cat.jpg"])
+    image: str | None = Field(default=None, description="A photo as base64, or a data:image/...;base64, URI")
+    top_k: int = Field(default=5, ge=1, le=MAX_TOP_K, description="How many breeds to return, most likely first")
+
+    @model_validator(mode="after")
+    def exactly_one_source(self) -> PredictRequest:
+        if (self.url is None) == (self.image is None):
+            raise ValueError("give exactly one of 'url' or 'image'")
+        return self
+
+
+class BreedProbability(BaseModel):
+    breed: str
+    probability: float = Field(ge=0, le=1)
+
+
+class ModelInfo(BaseModel):
+    name: str
+    version: str
+
+
+class PredictResponse(BaseModel):
+    predictions: list[BreedProbability]
+    cat_detected: bool | None = Field(description="Whether the top answer is a breed rather than 'No cat'; "
+                                      "null for a model without a 'No cat' class")
+    model: ModelInfo
+
+
+class BreedsResponse(BaseModel):
+    breeds: list[str]
+    model: ModelInfo
+
+
+class HealthResponse(BaseModel):
+    status: str
+    model: ModelInfo
+
+
+class ErrorDetail(BaseModel):
+    code: str
+    message: str
+
+
+class ErrorResponse(BaseModel):
+    error: ErrorDetail
+
+
+def _error_responses(*statuses: int) -> dict[int, dict[str, Any]]:
+    schema = {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorResponse"}}}
+    return {status: {"description": HTTPStatus(status).phrase, "content": schema} for status in statuses}
+
+
+def _model_info() -> ModelInfo:
+    card = get_service().classifier.card
+    return ModelInfo(name=card.name, version=card.version)
+
+
+@router.post(
+    "/predict",
+    summary="Classify a cat photo",
+    response_description="The most likely breeds",
+    responses={200: {"description": "The most likely breeds", "content": {"application/json": {"model": PredictResponse}}},
+               **_error_responses(400, 403, 413, 415, 422, 502, 504)},
+)
+def predict(request: PredictRequest) -> PredictResponse:
+    service = get_service()
+    if request.url is not None:
+        result: ClassifiedImage = service.classify_url(request.url, request.top_k)
+    else:
+        result = service.classify_base64(request.image or "", request.top_k)
+    logger.info("classified", extra={"source": "url" if request.url else "upload", "top": result.predictions[0].breed,
+                                     "preprocessing_ms": round(result.preprocessing_ms, 1),
+                                     "inference_ms": round(result.inference_ms, 1)})
+    return PredictResponse(
+        predictions=[BreedProbability(breed=p.breed, probability=round(p.probability, 6)) for p in result.predictions],
+        cat_detected=result.cat_detected,
+        model=_model_info(),
+    )
+
+
+@router.get("/breeds", summary="The labels the loaded model can answer with")
+def breeds() -> BreedsResponse:
+    return BreedsResponse(breeds=list(get_service().classifier.card.labels), model=_model_info())
+
+
+@router.get("/health", summary="Liveness: the model is loaded")
+def health() -> HealthResponse:
+    return HealthResponse(status="ok", model=_model_info())
+
+
+def _error(status: int, code: str, message: str) -> Response:
+    return Response(status_code=status, content_type=content_types.APPLICATION_JSON,
+                    body={"error": {"code": code, "message": message}})
+
+
+@router.exception_handler(ClassifierError)
+def handle_classifier_error(error: ClassifierError) -> Response:
+    logger.info("request refused", extra={"error_code": error.code, "status": int(error.status)})
+    return _error(error.status, error.code, error.message)
+
+
+@router.exception_handler(RequestValidationError)
+def handle_validation_error(error: RequestValidationError) -> Response:
+    message = "; ".join(_describe(item) for item in error.errors()) or "the request body is invalid"
+    logger.info("request refused", extra={"error_code": "bad_request", "status": 400})
+    return _error(HTTPStatus.BAD_REQUEST, "bad_request", message)
+
+
+@router.exception_handler(NotFoundError)
+def handle_not_found(_error_: NotFoundError) -> Response:
+    return _error(HTTPStatus.NOT_FOUND, "not_found", "no such route: see GET /breeds, GET /health, POST /predict")
+
+
+@router.exception_handler(Exception)
+def handle_unexpected(error: Exception) -> Response:
+    logger.exception("unexpected error")
+    return _error(HTTPStatus.INTERNAL_SERVER_ERROR, "internal_error", "the service failed; the error was logged")
+
+
+def _describe(item: dict[str, Any]) -> str:
+    """One validation problem, without echoing the client's input back (it may be megabytes of base64)."""
+    location = ".".join(str(part) for part in item.get("loc", ()) if part not in ("body",))
+    kind = item.get("type", "")
+    if kind == "json_invalid":
+        return "the body is not valid JSON"
+    message = str(item.get("msg", "invalid")).removeprefix("Value error, ")
+    return f"{location}: {message}" if location else message
+
+
+def build_openapi_json(resolver: ApiGatewayResolver) -> str:
+    """The OpenAPI document of the routes, as committed in docs/openapi.json."""
+    return resolver.get_openapi_json_schema(
+        title=API_TITLE,
+        version=API_VERSION,
+        description="Send a photo (URL or base64), get the most likely cat breeds.",
+    )

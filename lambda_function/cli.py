@@ -1,0 +1,141 @@
+"""Local use without AWS or Docker: `python -m lambda_function predict|invoke|serve|openapi`.
+
+`predict` classifies a file or URL and prints a table; `invoke` runs the Lambda handler on an event file as
+`sam local invoke -e` does; `serve` starts the local HTTP server; `openapi` prints the API document.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import sys
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+
+from lambda_function.errors import ClassifierError
+from lambda_function.model_contract import ModelContractError
+
+
+@dataclass
+class LocalLambdaContext:
+    """The attributes of a Lambda context object that the handler and powertools read."""
+
+    function_name: str = "cat-breed-classifier-local"
+    function_version: str = "$LATEST"
+    memory_limit_in_mb: int = 2048
+    invoked_function_arn: str = "arn:aws:lambda:local:000000000000:function:cat-breed-classifier-local"
+    aws_request_id: str = ""
+    log_group_name: str = "/aws/lambda/cat-breed-classifier-local"
+    log_stream_name: str = "local"
+
+    def __post_init__(self) -> None:
+        self.aws_request_id = self.aws_request_id or str(uuid.uuid4())
+
+    def get_remaining_time_in_millis(self) -> int:
+        return 30_000
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    if getattr(args, "model", None):
+        os.environ["MODEL_PATH"] = str(args.model)
+    try:
+        return args.run(args)
+    except ModelContractError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m lambda_function", description=__doc__.splitlines()[0])
+    commands = parser.add_subparsers(required=True, metavar="COMMAND")
+
+    predict = commands.add_parser("predict", help="classify a photo file or URL")
+    predict.add_argument("source", help="a file path or an http(s) URL")
+    predict.add_argument("--top-k", type=int, default=5, help="how many breeds to show (default 5)")
+    predict.add_argument("--json", action="store_true", help="print the API's JSON answer instead of a table")
+    predict.set_defaults(run=_predict)
+
+    invoke = commands.add_parser("invoke", help="run the Lambda handler on an event file, like sam local invoke -e")
+    invoke.add_argument("event", type=Path, help="an event JSON file, e.g. events/predict-url.json")
+    invoke.set_defaults(run=_invoke)
+
+    serve = commands.add_parser("serve", help="serve the API on http://127.0.0.1:9696, like sam local start-api")
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=int, default=9696)
+    serve.set_defaults(run=_serve)
+
+    openapi = commands.add_parser("openapi", help="print the OpenAPI document of the API")
+    openapi.set_defaults(run=_openapi)
+
+    for sub in (predict, invoke, serve):
+        sub.add_argument("--model", type=Path, help="a .tflite model with its .json sidecar (default: $MODEL_PATH)")
+    return parser
+
+
+def _predict(args: argparse.Namespace) -> int:
+    from lambda_function.service import get_service
+
+    service = get_service()
+    try:
+        if args.source.startswith(("http://", "https://")):
+            result = service.classify_url(args.source, args.top_k)
+        else:
+            result = service.classify_bytes(Path(args.source).read_bytes(), args.top_k)
+    except ClassifierError as exc:
+        print(f"error ({exc.code}): {exc.message}", file=sys.stderr)
+        return 1
+    except OSError as exc:
+        print(f"error: cannot read {args.source}: {exc.strerror}", file=sys.stderr)
+        return 1
+    card = service.classifier.card
+    if args.json:
+        answer = {
+            "predictions": [{"breed": p.breed, "probability": round(p.probability, 6)} for p in result.predictions],
+            "cat_detected": result.cat_detected,
+            "model": {"name": card.name, "version": card.version},
+        }
+        print(json.dumps(answer, indent=2))
+        return 0
+    print(f"{args.source}  (model {card.name} {card.version}; cat detected: {_yes_no(result.cat_detected)})")
+    width = max(len(p.breed) for p in result.predictions)
+    for rank, prediction in enumerate(result.predictions, start=1):
+        bar = "#" * round(prediction.probability * 30)
+        print(f"  {rank}. {prediction.breed:<{width}}  {prediction.probability:7.2%}  {bar}")
+    return 0
+
+
+def _yes_no(value: bool | None) -> str:
+    return "unknown" if value is None else ("yes" if value else "no")
+
+
+def _invoke(args: argparse.Namespace) -> int:
+    event = json.loads(args.event.read_text(encoding="utf-8"))
+    # EMF metrics are printed to stdout when the handler returns; keep stdout for the response alone.
+    with contextlib.redirect_stdout(sys.stderr):
+        from lambda_function.handler import lambda_handler
+
+        response = lambda_handler(event, LocalLambdaContext())
+    print(json.dumps(response, indent=2))
+    return 0
+
+
+def _serve(args: argparse.Namespace) -> int:
+    from lambda_function.local_server import serve
+
+    serve(host=args.host, port=args.port)
+    return 0
+
+
+def _openapi(_args: argparse.Namespace) -> int:
+    from aws_lambda_powertools.event_handler import APIGatewayRestResolver
+
+    from lambda_function.api import build_openapi_json, router
+
+    resolver = APIGatewayRestResolver(enable_validation=True)
+    resolver.include_router(router)
+    print(build_openapi_json(resolver))
+    return 0

@@ -1,0 +1,89 @@
+"""The client-facing error family: each error carries a stable code and the HTTP status it maps to.
+
+Modules on the data path (fetch, decode, request parsing) raise these; the API maps them to
+`{"error": {"code", "message"}}` in one place. Messages are written for the client and never contain
+a stack trace, a local path or an internal address.
+"""
+
+from __future__ import annotations
+
+from http import HTTPStatus
+
+
+class ClassifierError(Exception):
+    """Base class: a request the service cannot honour, through the client's or the upstream's fault."""
+
+    code = "bad_request"
+    status = HTTPStatus.BAD_REQUEST
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+    def as_body(self) -> dict[str, dict[str, str]]:
+        return {"error": {"code": self.code, "message": self.message}}
+
+
+class BadRequest(ClassifierError):
+    """Malformed body, missing or conflicting fields."""
+
+
+class InvalidUrl(ClassifierError):
+    """The URL cannot be parsed or uses a scheme, port or form the fetcher refuses on its face."""
+
+    code = "invalid_url"
+
+
+class InvalidBase64(ClassifierError):
+    """The `image` field is not valid base64 or a well-formed `data:` URI."""
+
+    code = "invalid_base64"
+
+
+class UrlNotAllowed(ClassifierError):
+    """The URL's host resolves to an address the service must not reach (SSRF protection)."""
+
+    code = "url_not_allowed"
+    status = HTTPStatus.FORBIDDEN
+
+
+class ImageTooLarge(ClassifierError):
+    """Too many bytes (upload or download)."""
+
+    code = "image_too_large"
+    status = HTTPStatus.REQUEST_ENTITY_TOO_LARGE
+
+
+class TooManyPixels(ClassifierError):
+    """The image declares more pixels than the cap: a decompression bomb or an absurdly large photo."""
+
+    code = "too_many_pixels"
+    status = HTTPStatus.REQUEST_ENTITY_TOO_LARGE
+
+
+class UnsupportedImage(ClassifierError):
+    """Not an image in one of the allowed formats (JPEG, PNG, WebP, GIF, BMP, TIFF, HEIF)."""
+
+    code = "unsupported_image"
+    status = HTTPStatus.UNSUPPORTED_MEDIA_TYPE
+
+
+class UndecodableImage(ClassifierError):
+    """An allowed format whose data is broken (truncated, corrupt)."""
+
+    code = "undecodable_image"
+    status = HTTPStatus.UNPROCESSABLE_ENTITY
+
+
+class UpstreamError(ClassifierError):
+    """The image URL could not be fetched: connection refused, TLS failure, non-2xx answer, too many redirects."""
+
+    code = "upstream_error"
+    status = HTTPStatus.BAD_GATEWAY
+
+
+class UpstreamTimeout(ClassifierError):
+    """The image URL did not deliver within the deadline."""
+
+    code = "upstream_timeout"
+    status = HTTPStatus.GATEWAY_TIMEOUT

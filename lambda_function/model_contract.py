@@ -1,0 +1,130 @@
+"""The model contract: a `.tflite` file plus a JSON sidecar beside it (`model.tflite` -> `model.json`).
+
+The sidecar is the single source of the labels (never a hand-kept list in the code) and of the input
+specification that preprocessing must honour. The converter writes it with `write_sidecar`; the runtime reads
+it with `load_sidecar` and checks it against the interpreter's tensors before serving anything.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+SIDECAR_FORMAT_VERSION = 1
+SUPPORTED_INPUT_DTYPES = ("float32", "uint8", "int8")
+
+
+class ModelContractError(ValueError):
+    """The model file or its sidecar is missing, malformed or inconsistent. Raised at load time, never per request."""
+
+
+@dataclass(frozen=True)
+class InputSpec:
+    """What the model's input tensor expects.
+
+    EfficientNet models normalise inside the graph, so they take raw RGB in [0, 255]; `value_range` records that
+    so a model that expects [0, 1] or [-1, 1] is served correctly too.
+    """
+
+    height_px: int
+    width_px: int
+    channels: int = 3
+    dtype: str = "float32"
+    value_range: tuple[float, float] = (0.0, 255.0)
+    color: str = "RGB"
+
+
+@dataclass(frozen=True)
+class ModelCard:
+    """The parsed sidecar."""
+
+    name: str
+    version: str
+    labels: tuple[str, ...]
+    input: InputSpec
+    provenance: dict[str, Any] = field(default_factory=dict)
+    metrics: dict[str, Any] = field(default_factory=dict)
+
+    def to_json_dict(self) -> dict[str, Any]:
+        body = asdict(self)
+        body["labels"] = list(self.labels)
+        body["input"]["value_range"] = list(self.input.value_range)
+        return {"format_version": SIDECAR_FORMAT_VERSION, **body}
+
+
+def sidecar_path_for(model_path: Path) -> Path:
+    return model_path.with_suffix(".json")
+
+
+def write_sidecar(model_path: Path, card: ModelCard) -> Path:
+    """Write the sidecar next to `model_path` and return its path."""
+    path = sidecar_path_for(model_path)
+    path.write_text(json.dumps(card.to_json_dict(), indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    return path
+
+
+def load_sidecar(model_path: Path) -> ModelCard:
+    """Read and validate the sidecar of `model_path`.
+
+    Raises:
+        ModelContractError: the sidecar is missing, not JSON, or lacks or mistypes a field.
+    """
+    path = sidecar_path_for(model_path)
+    if not path.is_file():
+        raise ModelContractError(f"model sidecar {path} is missing: every .tflite model needs its .json beside it")
+    try:
+        raw = json.loads(path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ModelContractError(f"model sidecar {path} is not valid JSON: {exc}") from None
+    try:
+        return _parse(raw)
+    except (KeyError, TypeError, ValueError) as exc:
+        raise ModelContractError(f"model sidecar {path} is malformed: {exc}") from None
+
+
+def _parse(raw: Any) -> ModelCard:
+    if not isinstance(raw, dict):
+        raise TypeError("top level must be an object")
+    if raw.get("format_version") != SIDECAR_FORMAT_VERSION:
+        raise ValueError(f"format_version must be {SIDECAR_FORMAT_VERSION}, got {raw.get('format_version')!r}")
+    labels = raw["labels"]
+    if not isinstance(labels, list) or not labels or not all(isinstance(x, str) and x for x in labels):
+        raise ValueError("'labels' must be a non-empty list of non-empty strings")
+    if len(set(labels)) != len(labels):
+        raise ValueError("'labels' must not repeat a label")
+    spec = raw["input"]
+    input_spec = InputSpec(
+        height_px=_positive_int(spec, "height_px"),
+        width_px=_positive_int(spec, "width_px"),
+        channels=_positive_int(spec, "channels"),
+        dtype=str(spec["dtype"]),
+        value_range=(float(spec["value_range"][0]), float(spec["value_range"][1])),
+        color=str(spec.get("color", "RGB")),
+    )
+    if input_spec.dtype not in SUPPORTED_INPUT_DTYPES:
+        raise ValueError(f"input dtype {input_spec.dtype!r} is not one of {SUPPORTED_INPUT_DTYPES}")
+    if input_spec.channels != 3 or input_spec.color != "RGB":
+        raise ValueError("only 3-channel RGB inputs are supported")
+    low, high = input_spec.value_range
+    if not low < high:
+        raise ValueError(f"input value_range {input_spec.value_range} must be increasing")
+    for key in ("name", "version"):
+        if not isinstance(raw[key], str) or not raw[key]:
+            raise ValueError(f"'{key}' must be a non-empty string")
+    return ModelCard(
+        name=raw["name"],
+        version=raw["version"],
+        labels=tuple(labels),
+        input=input_spec,
+        provenance=dict(raw.get("provenance") or {}),
+        metrics=dict(raw.get("metrics") or {}),
+    )
+
+
+def _positive_int(spec: dict[str, Any], key: str) -> int:
+    value = spec[key]
+    if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
+        raise ValueError(f"input '{key}' must be a positive integer, got {value!r}")
+    return value

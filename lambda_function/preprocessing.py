@@ -1,0 +1,143 @@
+"""Image bytes to model pixels: the one preprocessing function shared by training and serving.
+
+`prepare_image` is what both `training/prepare_dataset.py` and the Lambda handler call, so a photo is
+decoded, oriented, colour-converted and resized the same way in both places (no train/serve skew). It
+returns uint8 RGB pixels at the model's input size; the inference engine maps them to the model's dtype
+and value range.
+
+Decoding is the part of the service most exposed to hostile input, so it is fenced: only an allowlist of
+formats reaches Pillow's parsers, the declared pixel count is capped before any pixel is decoded, and
+every way a parser can fail maps to a client error.
+"""
+
+from __future__ import annotations
+
+import io
+import struct
+from dataclasses import dataclass
+
+import numpy as np
+import pillow_heif
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+from lambda_function.errors import TooManyPixels, UndecodableImage, UnsupportedImage
+
+pillow_heif.register_heif_opener()
+
+# EPS, PDF, PSD and the other exotic parsers never see client bytes. HEIF covers HEIC photos from phones.
+ALLOWED_FORMATS = ("JPEG", "PNG", "WEBP", "GIF", "BMP", "TIFF", "HEIF")
+RESAMPLING = Image.Resampling.BILINEAR  # antialiased when shrinking, as Pillow implements it
+TRANSPARENT_BACKGROUND = (255, 255, 255)
+_EXIF_ORIENTATION_TAG = 0x0112
+_ORIENTATIONS_THAT_SWAP_AXES = {5, 6, 7, 8}
+
+# Pillow's own parsers signal corrupt data with any of these; all mean "this is not a usable image".
+_DECODE_ERRORS = (OSError, SyntaxError, ValueError, EOFError, struct.error, IndexError, KeyError, ZeroDivisionError)
+
+
+@dataclass(frozen=True)
+class DecodeLimits:
+    """Limits on what the decoder accepts."""
+
+    max_pixels: int
+    jpeg_draft: bool = True
+
+
+def prepare_image(data: bytes, size_px: tuple[int, int], limits: DecodeLimits) -> np.ndarray:
+    """Decode image bytes and resize them to `size_px` (width, height).
+
+    Args:
+        data: the encoded image (any format in ALLOWED_FORMATS).
+        size_px: the model's input size as (width, height).
+        limits: pixel cap and whether JPEG draft decoding may be used.
+
+    Returns:
+        A (height, width, 3) uint8 array of RGB pixels.
+
+    Raises:
+        UnsupportedImage: not an image in an allowed format.
+        TooManyPixels: the image declares more pixels than `limits.max_pixels`.
+        UndecodableImage: an allowed format with corrupt or truncated data.
+    """
+    image = decode_image(data, limits, draft_size_px=size_px if limits.jpeg_draft else None)
+    try:
+        resized = image.resize(size_px, RESAMPLING)
+    finally:
+        image.close()
+    return np.asarray(resized, dtype=np.uint8)
+
+
+def decode_image(data: bytes, limits: DecodeLimits, draft_size_px: tuple[int, int] | None = None) -> Image.Image:
+    """Decode the first frame of an image into an upright RGB Pillow image.
+
+    With `draft_size_px`, a JPEG is decoded at the smallest DCT scale (1/2, 1/4, 1/8) that still covers that
+    size: a 12-megapixel phone photo then decodes several times faster, and the final resize still shrinks,
+    so the result is equivalent (tests/test_preprocessing.py measures it).
+    """
+    # Pillow raises DecompressionBombError above twice this figure, for every frame it ever opens, so the
+    # cap holds for later frames of an animation as well as for the first, with no warning filters (which
+    # are process-global and not thread-safe) involved.
+    Image.MAX_IMAGE_PIXELS = max(1, limits.max_pixels // 2)
+    try:
+        image = Image.open(io.BytesIO(data), formats=ALLOWED_FORMATS)
+    except Image.DecompressionBombError:
+        raise TooManyPixels(f"the image has more than {limits.max_pixels:,} pixels") from None
+    except UnidentifiedImageError:
+        raise UnsupportedImage(f"not an image in a supported format ({', '.join(ALLOWED_FORMATS)})") from None
+    except _DECODE_ERRORS:
+        raise UndecodableImage("the image data is corrupt and cannot be decoded") from None
+    try:
+        return _to_upright_rgb(image, limits, draft_size_px)
+    except TooManyPixels:
+        image.close()
+        raise
+    except Image.DecompressionBombError:
+        image.close()
+        raise TooManyPixels(f"the image has more than {limits.max_pixels:,} pixels") from None
+    except MemoryError:
+        image.close()
+        raise TooManyPixels("the image is too large to decode") from None
+    except _DECODE_ERRORS:
+        image.close()
+        raise UndecodableImage("the image data is corrupt or truncated and cannot be decoded") from None
+
+
+def _to_upright_rgb(image: Image.Image, limits: DecodeLimits, draft_size_px: tuple[int, int] | None) -> Image.Image:
+    width, height = image.size
+    if width * height > limits.max_pixels:
+        raise TooManyPixels(f"the image has {width * height:,} pixels, more than the limit of {limits.max_pixels:,}")
+    orientation = image.getexif().get(_EXIF_ORIENTATION_TAG, 1)
+    if draft_size_px is not None and image.format == "JPEG":
+        draft_width, draft_height = draft_size_px
+        if orientation in _ORIENTATIONS_THAT_SWAP_AXES:
+            draft_width, draft_height = draft_height, draft_width
+        image.draft(None, (draft_width, draft_height))
+    image.load()
+    upright = ImageOps.exif_transpose(image)
+    return _to_rgb(upright)
+
+
+def _to_rgb(image: Image.Image) -> Image.Image:
+    """Convert any Pillow mode to 8-bit RGB, compositing transparency onto a white background."""
+    mode = image.mode
+    if mode == "RGB":
+        return image
+    if mode.startswith("I") or mode == "F":
+        image = _high_bit_depth_to_l(image)
+        mode = image.mode
+    has_alpha = mode in {"RGBA", "RGBa", "LA", "La", "PA"} or (mode == "P" and "transparency" in image.info)
+    if has_alpha:
+        rgba = image.convert("RGBA")
+        background = Image.new("RGBA", rgba.size, (*TRANSPARENT_BACKGROUND, 255))
+        return Image.alpha_composite(background, rgba).convert("RGB")
+    return image.convert("RGB")
+
+
+def _high_bit_depth_to_l(image: Image.Image) -> Image.Image:
+    """16-bit and 32-bit greyscale to 8-bit: Pillow's own convert() would clip everything above 255 to white."""
+    pixels = np.asarray(image)
+    if image.mode == "F":
+        scaled = np.clip(pixels, 0, 255)
+    else:
+        scaled = np.clip(pixels.astype(np.int64), 0, 65535) / 257.0
+    return Image.fromarray(np.round(scaled).astype(np.uint8), mode="L")

@@ -1,0 +1,70 @@
+"""The data path as one straight line: image source -> bytes -> pixels -> probabilities -> answer.
+
+`BreedService` owns the pieces built at init (settings, the LiteRT classifier, the URL fetcher) and does no
+per-request setup; the API layer only parses requests and shapes responses around it.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from functools import cache
+
+from aws_lambda_powertools.metrics import MetricUnit
+
+from lambda_function.fetch import Resolver, SafeFetcher, system_resolver
+from lambda_function.inference import Classifier, Prediction
+from lambda_function.observability import logger, metrics, tracer
+from lambda_function.preprocessing import DecodeLimits, prepare_image
+from lambda_function.settings import Settings
+from lambda_function.uploads import decode_base64_image
+
+
+@dataclass(frozen=True)
+class ClassifiedImage:
+    predictions: list[Prediction]
+    cat_detected: bool | None
+    preprocessing_ms: float
+    inference_ms: float
+
+
+class BreedService:
+    """Classifies images given as bytes, base64 or URL with one loaded model."""
+
+    def __init__(self, settings: Settings, resolver: Resolver = system_resolver) -> None:
+        self.settings = settings
+        self.classifier = Classifier(settings.model_path, num_threads=settings.inference_threads)
+        self.fetcher = SafeFetcher(settings.fetch, resolver=resolver)
+        self._limits = DecodeLimits(max_pixels=settings.max_image_pixels, jpeg_draft=settings.jpeg_draft)
+        card = self.classifier.card
+        logger.info(
+            "model loaded",
+            extra={"model_name": card.name, "model_version": card.version, "labels": len(card.labels),
+                   "input_px": list(self.classifier.input_size_px), "threads": settings.inference_threads},
+        )
+
+    @tracer.capture_method(capture_response=False)
+    def classify_url(self, url: str, top_k: int) -> ClassifiedImage:
+        return self.classify_bytes(self.fetcher.fetch(url), top_k)
+
+    def classify_base64(self, encoded: str, top_k: int) -> ClassifiedImage:
+        return self.classify_bytes(decode_base64_image(encoded, self.settings.max_upload_bytes), top_k)
+
+    @tracer.capture_method(capture_response=False)
+    def classify_bytes(self, data: bytes, top_k: int) -> ClassifiedImage:
+        started = time.perf_counter()
+        pixels = prepare_image(data, self.classifier.input_size_px, self._limits)
+        preprocessed = time.perf_counter()
+        predictions = self.classifier.classify(pixels, top_k)
+        finished = time.perf_counter()
+        preprocessing_ms = (preprocessed - started) * 1000
+        inference_ms = (finished - preprocessed) * 1000
+        metrics.add_metric(name="PreprocessingMs", unit=MetricUnit.Milliseconds, value=preprocessing_ms)
+        metrics.add_metric(name="InferenceMs", unit=MetricUnit.Milliseconds, value=inference_ms)
+        return ClassifiedImage(predictions, self.classifier.cat_detected(predictions), preprocessing_ms, inference_ms)
+
+
+@cache
+def get_service() -> BreedService:
+    """The process-wide service, built from the environment on first use (at Lambda init)."""
+    return BreedService(Settings.from_env())

@@ -1,0 +1,126 @@
+"""Runtime configuration, read once from the environment into a frozen dataclass.
+
+Every knob of the serving path lives here so that the README's table of variables and the code cannot drift
+apart: `Settings.from_env()` is the only place that reads `os.environ`. Values are validated at cold start, so
+a typo in a deployment fails the first invocation loudly instead of misbehaving quietly.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+PACKAGE_DIR = Path(__file__).resolve().parent
+REPO_DIR = PACKAGE_DIR.parent
+# The starter model (ImageNet-pretrained, see the README) is committed here; a trained model replaces it.
+DEFAULT_MODEL_PATH = REPO_DIR / "models" / "starter.tflite"
+
+# API Gateway and Lambda cap a synchronous payload at 6 MB; base64 inflates by 4/3, and the JSON envelope
+# needs some room, so about 4.5 MB of image is what a client can really send.
+DEFAULT_MAX_UPLOAD_BYTES = 4_500_000
+DEFAULT_MAX_FETCH_BYTES = 10_000_000
+# A 48-megapixel phone photo passes; a decompression bomb (typically gigapixels) does not.
+DEFAULT_MAX_IMAGE_PIXELS = 50_000_000
+
+
+class SettingsError(ValueError):
+    """A configuration variable holds a value the service cannot run with."""
+
+
+def available_cpus() -> int:
+    """CPUs this process may run on (the affinity mask, not the host's count)."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # pragma: no cover - not on Linux
+        return max(1, os.cpu_count() or 1)
+
+
+@dataclass(frozen=True)
+class FetchSettings:
+    """Limits of the URL fetcher (see `lambda_function.fetch`)."""
+
+    allowed_ports: frozenset[int] | None = frozenset({80, 443})  # None: any port
+    allow_loopback: bool = False
+    connect_timeout_s: float = 3.0
+    total_timeout_s: float = 10.0
+    max_bytes: int = DEFAULT_MAX_FETCH_BYTES
+    max_redirects: int = 3
+    user_agent: str = "cat-breed-classifier/0.1 (+https://github.com/)"
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything the serving path can be configured with."""
+
+    model_path: Path = DEFAULT_MODEL_PATH
+    inference_threads: int = field(default_factory=available_cpus)
+    jpeg_draft: bool = True
+    max_image_pixels: int = DEFAULT_MAX_IMAGE_PIXELS
+    max_upload_bytes: int = DEFAULT_MAX_UPLOAD_BYTES
+    default_top_k: int = 5
+    fetch: FetchSettings = field(default_factory=FetchSettings)
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
+        """Build settings from environment variables (names in the README's configuration table).
+
+        Raises:
+            SettingsError: a variable is set to a value that cannot be parsed or is out of range.
+        """
+        env = os.environ if env is None else env
+        fetch = FetchSettings(
+            allowed_ports=_ports(env.get("FETCH_ALLOWED_PORTS", "80,443")),
+            allow_loopback=_bool(env, "FETCH_ALLOW_LOOPBACK", default=False),
+            connect_timeout_s=_number(env, "FETCH_CONNECT_TIMEOUT_S", 3.0, float),
+            total_timeout_s=_number(env, "FETCH_TOTAL_TIMEOUT_S", 10.0, float),
+            max_bytes=_number(env, "FETCH_MAX_BYTES", DEFAULT_MAX_FETCH_BYTES, int),
+            max_redirects=_number(env, "FETCH_MAX_REDIRECTS", 3, int, minimum=0),
+        )
+        return cls(
+            model_path=Path(env.get("MODEL_PATH", str(DEFAULT_MODEL_PATH))),
+            inference_threads=_number(env, "INFERENCE_THREADS", available_cpus(), int),
+            jpeg_draft=_bool(env, "JPEG_DRAFT", default=True),
+            max_image_pixels=_number(env, "MAX_IMAGE_PIXELS", DEFAULT_MAX_IMAGE_PIXELS, int),
+            max_upload_bytes=_number(env, "MAX_UPLOAD_BYTES", DEFAULT_MAX_UPLOAD_BYTES, int),
+            default_top_k=_number(env, "DEFAULT_TOP_K", 5, int),
+            fetch=fetch,
+        )
+
+
+def _bool(env: Mapping[str, str], name: str, *, default: bool) -> bool:
+    raw = env.get(name)
+    if raw is None or raw == "":
+        return default
+    lowered = raw.strip().lower()
+    if lowered in {"1", "true", "yes", "on"}:
+        return True
+    if lowered in {"0", "false", "no", "off"}:
+        return False
+    raise SettingsError(f"{name}={raw!r} is not a boolean (use true or false)")
+
+
+def _number(env: Mapping[str, str], name: str, default: float, kind: type, *, minimum: float = 1) -> float:
+    raw = env.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = kind(raw)
+    except ValueError:
+        raise SettingsError(f"{name}={raw!r} is not a {kind.__name__}") from None
+    if value < minimum:
+        raise SettingsError(f"{name}={raw!r} must be at least {minimum}")
+    return value
+
+
+def _ports(raw: str) -> frozenset[int] | None:
+    if raw.strip().lower() == "any":
+        return None
+    try:
+        ports = frozenset(int(part) for part in raw.split(",") if part.strip())
+    except ValueError:
+        raise SettingsError(f"FETCH_ALLOWED_PORTS={raw!r} is not a comma-separated list of ports or 'any'") from None
+    if not ports or any(not 0 < port < 65536 for port in ports):
+        raise SettingsError(f"FETCH_ALLOWED_PORTS={raw!r} must name ports between 1 and 65535")
+    return ports

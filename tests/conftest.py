@@ -1,0 +1,140 @@
+"""Shared fixtures: a real TFLite model built once per session, the handler loaded against it, real photos."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+# Set before any project module is imported: powertools reads these at import time.
+os.environ.update(
+    {
+        "POWERTOOLS_SERVICE_NAME": "cat-breed-classifier-tests",
+        "POWERTOOLS_METRICS_NAMESPACE": "CatBreedClassifierTests",
+        "POWERTOOLS_TRACE_DISABLED": "1",
+        "POWERTOOLS_LOG_LEVEL": "WARNING",
+        "AWS_DEFAULT_REGION": "eu-west-1",
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+    }
+)
+
+from lambda_function.cli import LocalLambdaContext  # noqa: E402
+
+REPO_DIR = Path(__file__).resolve().parent.parent
+SHARED_DIR = REPO_DIR.parent / "shared"
+PHOTOS_DIR = SHARED_DIR / "photos"
+EVENTS_DIR = REPO_DIR / "events"
+CAT_PHOTOS = sorted((PHOTOS_DIR / "cats").glob("*.jpg"))
+DOG_PHOTOS = sorted((PHOTOS_DIR / "dogs").glob("*.jpg"))
+TEST_INPUT_SIZE_PX = 128
+
+
+@pytest.fixture(scope="session")
+def model_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The project's untrained smoke model (68 labels, 128x128), converted to TFLite by the project's exporter."""
+    from conversion.untrained_model import read_labels, write_untrained_model
+
+    out = tmp_path_factory.mktemp("model") / "smoke.tflite"
+    return write_untrained_model(out, read_labels(SHARED_DIR / "breeds.txt"), TEST_INPUT_SIZE_PX,
+                                 calibration_folder=PHOTOS_DIR)
+
+
+@pytest.fixture(scope="session")
+def service_env(model_path: Path) -> Iterator[dict[str, str]]:
+    """The environment the handler is loaded with: the test model, loopback allowed for the tests' own servers."""
+    env = {
+        "MODEL_PATH": str(model_path),
+        "FETCH_ALLOW_LOOPBACK": "true",
+        "FETCH_ALLOWED_PORTS": "any",
+        "FETCH_TOTAL_TIMEOUT_S": "2",
+        "FETCH_CONNECT_TIMEOUT_S": "1",
+        "FETCH_MAX_BYTES": "2000000",
+        "INFERENCE_THREADS": "2",
+    }
+    with pytest.MonkeyPatch.context() as patch:
+        for key, value in env.items():
+            patch.setenv(key, value)
+        from lambda_function.service import get_service
+
+        get_service.cache_clear()
+        yield env
+        get_service.cache_clear()
+
+
+@pytest.fixture(scope="session")
+def handler(service_env: dict[str, str]) -> Any:
+    """The Lambda handler module, imported as Lambda imports it (model loaded at import)."""
+    import importlib
+
+    return importlib.import_module("lambda_function.handler")
+
+
+@pytest.fixture(scope="session")
+def service(handler: Any) -> Any:
+    return handler.service
+
+
+@pytest.fixture
+def lambda_context() -> LocalLambdaContext:
+    return LocalLambdaContext(aws_request_id="test-request-id")
+
+
+@pytest.fixture(autouse=True)
+def _clear_metrics() -> Iterator[None]:
+    yield
+    from lambda_function.observability import metrics
+
+    metrics.clear_metrics()
+
+
+def load_event(name: str) -> dict[str, Any]:
+    return json.loads((EVENTS_DIR / name).read_text(encoding="utf-8"))
+
+
+def rest_event(method: str, path: str, body: Any = None, *, raw_body: str | None = None) -> dict[str, Any]:
+    """An API Gateway REST (payload v1) proxy event for `method path`, built on the committed example event."""
+    event = load_event("predict-url.json")
+    event.update(httpMethod=method, path=path, resource=path)
+    event["requestContext"].update(httpMethod=method, resourcePath=path, path=f"/Prod{path}")
+    event["body"] = raw_body if raw_body is not None else (None if body is None else json.dumps(body))
+    return event
+
+
+def http_api_event(method: str, path: str, body: Any = None) -> dict[str, Any]:
+    """An API Gateway HTTP API (payload v2) event, built on the committed example event."""
+    event = load_event("predict-url-httpapi.json")
+    event.update(routeKey=f"{method} {path}", rawPath=path, body=None if body is None else json.dumps(body))
+    event["requestContext"].update(routeKey=f"{method} {path}")
+    event["requestContext"]["http"].update(method=method, path=path)
+    return event
+
+
+def parsed_body(response: dict[str, Any]) -> Any:
+    return json.loads(response["body"])
+
+
+class ConnectionLog:
+    """Every address a socket in this process tried to connect to, while the fixture is active."""
+
+    def __init__(self) -> None:
+        self.addresses: list[str] = []
+
+
+@pytest.fixture
+def connection_log(monkeypatch: pytest.MonkeyPatch) -> ConnectionLog:
+    """Records (without changing) every outgoing socket connect, to prove that refused URLs are never contacted."""
+    log = ConnectionLog()
+    original_connect = socket.socket.connect
+
+    def recording_connect(sock: socket.socket, address: Any) -> Any:
+        log.addresses.append(str(address[0]))
+        return original_connect(sock, address)
+
+    monkeypatch.setattr(socket.socket, "connect", recording_connect)
+    return log

@@ -1,0 +1,136 @@
+"""A real HTTP server on loopback whose routes each misbehave in one way a remote image host might."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+Route = Callable[[BaseHTTPRequestHandler], None]
+
+
+class ImageHost(ThreadingHTTPServer):
+    """Serves `routes` (path -> writer) and records every request path it receives."""
+
+    daemon_threads = True
+
+    def __init__(self, routes: dict[str, Route], host: str = "127.0.0.1") -> None:
+        self.routes = routes
+        self.requests: list[str] = []
+        self.host_headers: list[str | None] = []
+        super().__init__((host, 0), _Handler)
+
+    def handle_error(self, request: object, client_address: object) -> None:
+        pass  # clients hanging up mid-request is what several tests provoke on purpose
+
+    @property
+    def port(self) -> int:
+        return self.server_address[1]
+
+    def url(self, path: str) -> str:
+        return f"http://127.0.0.1:{self.port}{path}"
+
+
+class _Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    server: ImageHost
+
+    def do_GET(self) -> None:
+        self.server.requests.append(self.path)
+        self.server.host_headers.append(self.headers.get("Host"))
+        route = self.server.routes.get(self.path.split("?")[0])
+        if route is None:
+            self.send_response(404)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+            return
+        try:
+            route(self)
+        except (BrokenPipeError, ConnectionResetError):
+            pass  # the client hung up, which is what the deadline and byte-cap tests expect of it
+
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+
+@contextmanager
+def running(routes: dict[str, Route]) -> Iterator[ImageHost]:
+    server = ImageHost(routes)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield server
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def serve_bytes(data: bytes, content_type: str = "image/jpeg") -> Route:
+    def route(handler: BaseHTTPRequestHandler) -> None:
+        handler.send_response(200)
+        handler.send_header("Content-Type", content_type)
+        handler.send_header("Content-Length", str(len(data)))
+        handler.end_headers()
+        handler.wfile.write(data)
+
+    return route
+
+
+def redirect_to(location: str, status: int = 302) -> Route:
+    def route(handler: BaseHTTPRequestHandler) -> None:
+        handler.send_response(status)
+        handler.send_header("Location", location)
+        handler.send_header("Content-Length", "0")
+        handler.end_headers()
+
+    return route
+
+
+def status(code: int) -> Route:
+    def route(handler: BaseHTTPRequestHandler) -> None:
+        handler.send_response(code)
+        handler.send_header("Content-Length", "0")
+        handler.end_headers()
+
+    return route
+
+
+def chunked_stream(total_bytes: int, chunk_bytes: int = 64 * 1024, claimed_length: int | None = None) -> Route:
+    """A chunked body of `total_bytes`, optionally under a false Content-Length header as well."""
+
+    def route(handler: BaseHTTPRequestHandler) -> None:
+        handler.send_response(200)
+        handler.send_header("Content-Type", "image/jpeg")
+        handler.send_header("Transfer-Encoding", "chunked")
+        if claimed_length is not None:
+            handler.send_header("Content-Length", str(claimed_length))
+        handler.end_headers()
+        sent = 0
+        chunk = b"\xff" * chunk_bytes
+        while sent < total_bytes:
+            handler.wfile.write(f"{len(chunk):x}\r\n".encode() + chunk + b"\r\n")
+            sent += len(chunk)
+        handler.wfile.write(b"0\r\n\r\n")
+
+    return route
+
+
+def drip(data: bytes, interval_s: float, max_duration_s: float = 15.0) -> Route:
+    """Announces the whole body, then sends it one byte per interval: each read succeeds, the whole never ends."""
+
+    def route(handler: BaseHTTPRequestHandler) -> None:
+        handler.send_response(200)
+        handler.send_header("Content-Type", "image/jpeg")
+        handler.send_header("Content-Length", str(len(data)))
+        handler.end_headers()
+        stop_at = time.monotonic() + max_duration_s
+        for byte in data:
+            if time.monotonic() > stop_at:
+                return
+            handler.wfile.write(bytes([byte]))
+            handler.wfile.flush()
+            time.sleep(interval_s)
+
+    return route

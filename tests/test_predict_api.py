@@ -1,0 +1,209 @@
+"""POST /predict, GET /breeds and GET /health through the Lambda handler, for both API Gateway payload formats."""
+
+from __future__ import annotations
+
+import base64
+from typing import Any
+
+import pytest
+
+from tests.conftest import CAT_PHOTOS, http_api_event, load_event, parsed_body, rest_event
+from tests.support import http_server
+from tests.support.images import encode, photo
+
+SIAMESE = next(p for p in CAT_PHOTOS if p.name.startswith("Siamese"))
+
+
+def expected_top(service: Any, data: bytes, top_k: int = 5) -> list[dict[str, Any]]:
+    """What the classifier says for these bytes, computed directly (not through the API)."""
+    result = service.classify_bytes(data, top_k)
+    return [{"breed": p.breed, "probability": pytest.approx(p.probability, abs=1e-6)} for p in result.predictions]
+
+
+def test_base64_upload_returns_top5_breeds_with_model_info(handler, service, lambda_context):
+    data = SIAMESE.read_bytes()
+    event = rest_event("POST", "/predict", {"image": base64.b64encode(data).decode()})
+
+    response = handler.lambda_handler(event, lambda_context)
+
+    assert response["statusCode"] == 200
+    assert response["multiValueHeaders"]["Content-Type"] == ["application/json"]
+    body = parsed_body(response)
+    assert body["predictions"] == expected_top(service, data)
+    assert len(body["predictions"]) == 5
+    probabilities = [p["probability"] for p in body["predictions"]]
+    assert probabilities == sorted(probabilities, reverse=True)
+    assert body["model"] == {"name": "untrained-smoke-model", "version": "0.0.0+seed7"}
+    assert body["cat_detected"] == (body["predictions"][0]["breed"] != "No cat")
+
+
+def test_url_is_fetched_and_classified_for_rest_and_http_api_events(handler, service, lambda_context):
+    data = SIAMESE.read_bytes()
+    with http_server.running({"/siamese.jpg": http_server.serve_bytes(data)}) as host:
+        rest = handler.lambda_handler(rest_event("POST", "/predict", {"url": host.url("/siamese.jpg")}), lambda_context)
+        http = handler.lambda_handler(http_api_event("POST", "/predict", {"url": host.url("/siamese.jpg")}), lambda_context)
+
+    assert rest["statusCode"] == http["statusCode"] == 200
+    assert parsed_body(rest) == parsed_body(http)
+    assert parsed_body(rest)["predictions"] == expected_top(service, data)
+    assert host.host_headers == [f"127.0.0.1:{host.port}"] * 2
+
+
+def test_data_uri_upload_and_top_k_are_honoured(handler, service, lambda_context):
+    data = encode(photo(SIAMESE), "PNG")
+    uri = "data:image/png;base64," + base64.b64encode(data).decode()
+
+    response = handler.lambda_handler(rest_event("POST", "/predict", {"image": uri, "top_k": 2}), lambda_context)
+
+    assert response["statusCode"] == 200
+    assert parsed_body(response)["predictions"] == expected_top(service, data, top_k=2)
+
+
+def test_breeds_lists_the_model_labels_in_output_order(handler, service, lambda_context):
+    response = handler.lambda_handler(rest_event("GET", "/breeds"), lambda_context)
+
+    assert response["statusCode"] == 200
+    body = parsed_body(response)
+    assert body["breeds"] == list(service.classifier.card.labels)
+    assert len(body["breeds"]) == 68 and "No cat" in body["breeds"]
+
+
+def test_health_answers_ok_with_the_model(handler, lambda_context):
+    response = handler.lambda_handler(load_event("health-httpapi.json"), lambda_context)
+
+    assert response["statusCode"] == 200
+    assert parsed_body(response) == {"status": "ok", "model": {"name": "untrained-smoke-model", "version": "0.0.0+seed7"}}
+
+
+def test_committed_base64_event_classifies_a_real_photo(handler, lambda_context):
+    response = handler.lambda_handler(load_event("predict-base64.json"), lambda_context)
+
+    assert response["statusCode"] == 200
+    assert len(parsed_body(response)["predictions"]) == 3
+
+
+def error_of(response: dict[str, Any]) -> tuple[int, str]:
+    body = parsed_body(response)
+    assert set(body) == {"error"} and set(body["error"]) == {"code", "message"}
+    assert "Traceback" not in response["body"] and "/work" not in response["body"]
+    return response["statusCode"], body["error"]["code"]
+
+
+@pytest.mark.parametrize(
+    ("body", "raw_body"),
+    [
+        pytest.param(None, "{not json", id="malformed-json"),
+        pytest.param(None, None, id="no-body"),
+        pytest.param({}, None, id="neither-url-nor-image"),
+        pytest.param({"url": "http://example.com/a.jpg", "image": "aGVsbG8="}, None, id="both-url-and-image"),
+        pytest.param({"url": 42}, None, id="url-not-a-string"),
+        pytest.param({"image": "aGVsbG8=", "top_k": 0}, None, id="top-k-zero"),
+        pytest.param({"image": "aGVsbG8=", "top_k": "five"}, None, id="top-k-not-a-number"),
+        pytest.param({"image": "aGVsbG8=", "colour": "red"}, None, id="unknown-field"),
+        pytest.param(["http://example.com/a.jpg"], None, id="body-not-an-object"),
+    ],
+)
+def test_malformed_requests_are_400_bad_request(handler, lambda_context, body, raw_body):
+    response = handler.lambda_handler(rest_event("POST", "/predict", body, raw_body=raw_body), lambda_context)
+
+    assert error_of(response) == (400, "bad_request")
+
+
+def test_conflicting_fields_error_names_the_problem(handler, lambda_context):
+    response = handler.lambda_handler(load_event("bad-request.json"), lambda_context)
+
+    assert error_of(response) == (400, "bad_request")
+    assert "exactly one of 'url' or 'image'" in parsed_body(response)["error"]["message"]
+
+
+@pytest.mark.parametrize(
+    ("image", "expected"),
+    [
+        pytest.param("not base64 at all!", (400, "invalid_base64"), id="invalid-base64"),
+        pytest.param("data:image/png,rawbytes", (400, "invalid_base64"), id="data-uri-not-base64"),
+        pytest.param("data:;;base64", (400, "invalid_base64"), id="malformed-data-uri"),
+        pytest.param("", (400, "invalid_base64"), id="empty"),
+        pytest.param(base64.b64encode(b"").decode() + "====", (400, "invalid_base64"), id="padding-only"),
+        pytest.param(base64.b64encode(b"just some text, not an image").decode(), (415, "unsupported_image"), id="text"),
+    ],
+)
+def test_bad_uploads_get_a_clear_client_error(handler, lambda_context, image, expected):
+    response = handler.lambda_handler(rest_event("POST", "/predict", {"image": image}), lambda_context)
+
+    assert error_of(response) == expected
+
+
+def test_upload_over_the_size_limit_is_413_before_decoding(handler, service, lambda_context):
+    too_many_chars = "A" * (4 * (service.settings.max_upload_bytes // 3) + 8)
+
+    response = handler.lambda_handler(rest_event("POST", "/predict", {"image": too_many_chars}), lambda_context)
+
+    assert error_of(response) == (413, "image_too_large")
+
+
+def test_truncated_jpeg_is_422(handler, lambda_context):
+    data = SIAMESE.read_bytes()
+    truncated = data[: len(data) // 2]
+
+    response = handler.lambda_handler(
+        rest_event("POST", "/predict", {"image": base64.b64encode(truncated).decode()}), lambda_context
+    )
+
+    assert error_of(response) == (422, "undecodable_image")
+
+
+def test_bad_url_is_400(handler, lambda_context):
+    response = handler.lambda_handler(rest_event("POST", "/predict", {"url": "http://"}), lambda_context)
+
+    assert error_of(response) == (400, "invalid_url")
+
+
+def test_upstream_error_status_is_502(handler, lambda_context):
+    with http_server.running({"/gone.jpg": http_server.status(404)}) as host:
+        response = handler.lambda_handler(rest_event("POST", "/predict", {"url": host.url("/gone.jpg")}), lambda_context)
+
+    assert error_of(response) == (502, "upstream_error")
+    assert "HTTP 404" in parsed_body(response)["error"]["message"]
+
+
+def test_refused_connection_is_502(handler, lambda_context):
+    with http_server.running({}) as host:
+        closed_port_url = host.url("/cat.jpg")
+    response = handler.lambda_handler(rest_event("POST", "/predict", {"url": closed_port_url}), lambda_context)
+
+    assert error_of(response) == (502, "upstream_error")
+
+
+def test_server_that_drips_past_the_deadline_is_504(handler, service, lambda_context):
+    data = SIAMESE.read_bytes()
+    with http_server.running({"/slow.jpg": http_server.drip(data, interval_s=0.05)}) as host:
+        response = handler.lambda_handler(rest_event("POST", "/predict", {"url": host.url("/slow.jpg")}), lambda_context)
+
+    assert error_of(response) == (504, "upstream_timeout")
+
+
+def test_chunked_response_over_the_byte_cap_is_413(handler, service, lambda_context):
+    cap = service.settings.fetch.max_bytes
+    with http_server.running({"/huge.jpg": http_server.chunked_stream(total_bytes=cap * 3)}) as host:
+        response = handler.lambda_handler(rest_event("POST", "/predict", {"url": host.url("/huge.jpg")}), lambda_context)
+
+    assert error_of(response) == (413, "image_too_large")
+
+
+def test_unknown_route_is_404_in_the_same_error_shape(handler, lambda_context):
+    response = handler.lambda_handler(rest_event("GET", "/admin"), lambda_context)
+
+    assert error_of(response) == (404, "not_found")
+
+
+def test_unexpected_failure_is_a_generic_500_without_internals(handler, service, lambda_context, monkeypatch):
+    def broken(*_args: object) -> None:
+        raise RuntimeError("secret internal detail at /opt/model")
+
+    monkeypatch.setattr(service.classifier, "classify", broken)
+    data = base64.b64encode(SIAMESE.read_bytes()).decode()
+
+    response = handler.lambda_handler(rest_event("POST", "/predict", {"image": data}), lambda_context)
+
+    assert error_of(response) == (500, "internal_error")
+    assert "secret" not in response["body"]
