@@ -39,7 +39,7 @@ def export_tflite(
         labels=tuple(labels),
         input=InputSpec(height_px=int(height), width_px=int(width), channels=int(channels)),
         provenance={
-            "created_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+            "created_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
             "converter": f"tensorflow {tf.__version__}",
             "quantization": "none (float32)",
             **(provenance or {}),

@@ -73,8 +73,10 @@ def write_untrained_model(
         labels=labels,
         name="untrained-smoke-model",
         version=f"0.0.0+seed{seed}",
-        provenance={"note": "randomly initialised, never trained: predictions are meaningless; "
-                            "for exercising the serving path only"},
+        provenance={
+            "note": "randomly initialised, never trained: predictions are meaningless; "
+            "for exercising the serving path only"
+        },
     )
 
 

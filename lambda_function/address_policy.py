@@ -12,9 +12,30 @@ import ipaddress
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 
-# RFC 6052 well-known prefix and RFC 8215 local-use prefix: the IPv4 address is in the last 32 bits.
-_NAT64_PREFIXES = (ipaddress.IPv6Network("64:ff9b::/96"), ipaddress.IPv6Network("64:ff9b:1::/48"))
+# RFC 6052 well-known prefix: the IPv4 address is in the last 32 bits. The RFC 8215 local-use prefix
+# 64:ff9b:1::/48 belongs to an operator's own network and is refused whole (see _SPECIAL_PURPOSE).
+_NAT64_PREFIXES = (ipaddress.IPv6Network("64:ff9b::/96"),)
 _IPV4_COMPATIBLE = ipaddress.IPv6Network("::/96")
+# IANA special-purpose blocks refused whatever this Python's `is_global` table says: older 3.11 patch releases
+# (before the CVE-2024-4032 fix) call parts of 192.0.0.0/24 and 2001::/23 global.
+_SPECIAL_PURPOSE = tuple(
+    ipaddress.ip_network(block)
+    for block in (
+        "0.0.0.0/8",
+        "100.64.0.0/10",
+        "192.0.0.0/24",
+        "192.0.2.0/24",
+        "192.88.99.0/24",
+        "198.18.0.0/15",
+        "198.51.100.0/24",
+        "203.0.113.0/24",
+        "64:ff9b:1::/48",
+        "100::/64",
+        "2001::/23",
+        "2001:db8::/32",
+        "5f00::/16",
+    )
+)
 
 
 def embedded_ipv4(address: ipaddress.IPv6Address) -> list[ipaddress.IPv4Address]:
@@ -47,6 +68,8 @@ def refusal_reason(address: IPAddress, *, allow_loopback: bool = False) -> str |
             reason = refusal_reason(inner, allow_loopback=allow_loopback)
             if reason is not None:
                 return f"an IPv6 address wrapping {inner}, {reason}"
+        if any(address in prefix for prefix in _NAT64_PREFIXES):
+            return None  # a NAT64 gateway reaches the (allowed) IPv4 address inside; the prefix itself is "reserved"
     if address.is_multicast:
         return "a multicast address"
     if address.is_unspecified:
@@ -57,6 +80,6 @@ def refusal_reason(address: IPAddress, *, allow_loopback: bool = False) -> str |
         return "a link-local address (this includes the cloud metadata service)"
     if address.is_reserved:
         return "a reserved address"
-    if not address.is_global:
+    if not address.is_global or any(address in block for block in _SPECIAL_PURPOSE if block.version == address.version):
         return "not a globally routable address"
     return None

@@ -174,7 +174,9 @@ class SafeFetcher:
                 last_error = exc
             except (HTTPError, OSError) as exc:
                 last_error = exc
-        if last_error is None or (isinstance(last_error, Urllib3Timeout) and not isinstance(last_error, NewConnectionError)):
+        if last_error is None or (
+            isinstance(last_error, Urllib3Timeout) and not isinstance(last_error, NewConnectionError)
+        ):
             raise UpstreamTimeout(f"the image URL did not answer within {self.settings.total_timeout_s:g} s")
         raise UpstreamError(f"the image URL could not be reached ({type(last_error).__name__})")
 

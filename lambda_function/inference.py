@@ -63,11 +63,14 @@ class Classifier:
             )
         actual_dtype = np.dtype(self._input["dtype"]).name
         if actual_dtype != spec.dtype:
-            raise ModelContractError(f"{model_path}: the sidecar says input dtype {spec.dtype}, the model has {actual_dtype}")
+            raise ModelContractError(
+                f"{model_path}: the sidecar says input dtype {spec.dtype}, the model has {actual_dtype}"
+            )
         output_size = int(self._output["shape"][-1])
         if output_size != len(self.card.labels):
             raise ModelContractError(
-                f"{model_path}: the sidecar lists {len(self.card.labels)} labels, the model outputs {output_size} classes"
+                f"{model_path}: the sidecar lists {len(self.card.labels)} labels, "
+                f"the model outputs {output_size} classes"
             )
 
     @property

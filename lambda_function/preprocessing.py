@@ -28,6 +28,10 @@ pillow_heif.register_heif_opener()
 ALLOWED_FORMATS = ("JPEG", "PNG", "WEBP", "GIF", "BMP", "TIFF", "HEIF")
 RESAMPLING = Image.Resampling.BILINEAR  # antialiased when shrinking, as Pillow implements it
 TRANSPARENT_BACKGROUND = (255, 255, 255)
+# Draft decoding stops at a scale that still covers twice the model's input, so the final resize always shrinks
+# by 2x or more with antialiasing. Measured on the shared photos with the test model: at 1x, 5 of 185 photos
+# changed their top-1 (near ties; pixel difference up to 3.7 levels); at 2x none did (at most 1.1 levels).
+JPEG_DRAFT_OVERSAMPLING = 2
 _EXIF_ORIENTATION_TAG = 0x0112
 _ORIENTATIONS_THAT_SWAP_AXES = {5, 6, 7, 8}
 
@@ -70,9 +74,9 @@ def prepare_image(data: bytes, size_px: tuple[int, int], limits: DecodeLimits) -
 def decode_image(data: bytes, limits: DecodeLimits, draft_size_px: tuple[int, int] | None = None) -> Image.Image:
     """Decode the first frame of an image into an upright RGB Pillow image.
 
-    With `draft_size_px`, a JPEG is decoded at the smallest DCT scale (1/2, 1/4, 1/8) that still covers that
-    size: a 12-megapixel phone photo then decodes several times faster, and the final resize still shrinks,
-    so the result is equivalent (tests/test_preprocessing.py measures it).
+    With `draft_size_px`, a JPEG is decoded at the smallest DCT scale (1/2, 1/4, 1/8) that still covers twice
+    that size: a 12-megapixel phone photo then decodes several times faster, and the final resize still
+    shrinks, so the result is equivalent (tests/test_preprocessing.py measures it).
     """
     # Pillow raises DecompressionBombError above twice this figure, for every frame it ever opens, so the
     # cap holds for later frames of an animation as well as for the first, with no warning filters (which
@@ -108,7 +112,7 @@ def _to_upright_rgb(image: Image.Image, limits: DecodeLimits, draft_size_px: tup
         raise TooManyPixels(f"the image has {width * height:,} pixels, more than the limit of {limits.max_pixels:,}")
     orientation = image.getexif().get(_EXIF_ORIENTATION_TAG, 1)
     if draft_size_px is not None and image.format == "JPEG":
-        draft_width, draft_height = draft_size_px
+        draft_width, draft_height = (side * JPEG_DRAFT_OVERSAMPLING for side in draft_size_px)
         if orientation in _ORIENTATIONS_THAT_SWAP_AXES:
             draft_width, draft_height = draft_height, draft_width
         image.draft(None, (draft_width, draft_height))
@@ -136,8 +140,5 @@ def _to_rgb(image: Image.Image) -> Image.Image:
 def _high_bit_depth_to_l(image: Image.Image) -> Image.Image:
     """16-bit and 32-bit greyscale to 8-bit: Pillow's own convert() would clip everything above 255 to white."""
     pixels = np.asarray(image)
-    if image.mode == "F":
-        scaled = np.clip(pixels, 0, 255)
-    else:
-        scaled = np.clip(pixels.astype(np.int64), 0, 65535) / 257.0
+    scaled = np.clip(pixels, 0, 255) if image.mode == "F" else np.clip(pixels.astype(np.int64), 0, 65535) / 257.0
     return Image.fromarray(np.round(scaled).astype(np.uint8), mode="L")

@@ -39,8 +39,13 @@ class BreedService:
         card = self.classifier.card
         logger.info(
             "model loaded",
-            extra={"model_name": card.name, "model_version": card.version, "labels": len(card.labels),
-                   "input_px": list(self.classifier.input_size_px), "threads": settings.inference_threads},
+            extra={
+                "model_name": card.name,
+                "model_version": card.version,
+                "labels": len(card.labels),
+                "input_px": list(self.classifier.input_size_px),
+                "threads": settings.inference_threads,
+            },
         )
 
     @tracer.capture_method(capture_response=False)

@@ -59,7 +59,6 @@ class Settings:
     jpeg_draft: bool = True
     max_image_pixels: int = DEFAULT_MAX_IMAGE_PIXELS
     max_upload_bytes: int = DEFAULT_MAX_UPLOAD_BYTES
-    default_top_k: int = 5
     fetch: FetchSettings = field(default_factory=FetchSettings)
 
     @classmethod
@@ -84,7 +83,6 @@ class Settings:
             jpeg_draft=_bool(env, "JPEG_DRAFT", default=True),
             max_image_pixels=_number(env, "MAX_IMAGE_PIXELS", DEFAULT_MAX_IMAGE_PIXELS, int),
             max_upload_bytes=_number(env, "MAX_UPLOAD_BYTES", DEFAULT_MAX_UPLOAD_BYTES, int),
-            default_top_k=_number(env, "DEFAULT_TOP_K", 5, int),
             fetch=fetch,
         )
 

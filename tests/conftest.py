@@ -24,7 +24,7 @@ os.environ.update(
     }
 )
 
-from lambda_function.cli import LocalLambdaContext  # noqa: E402
+from lambda_function.cli import LocalLambdaContext
 
 REPO_DIR = Path(__file__).resolve().parent.parent
 SHARED_DIR = REPO_DIR.parent / "shared"
@@ -41,8 +41,9 @@ def model_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
     from conversion.untrained_model import read_labels, write_untrained_model
 
     out = tmp_path_factory.mktemp("model") / "smoke.tflite"
-    return write_untrained_model(out, read_labels(SHARED_DIR / "breeds.txt"), TEST_INPUT_SIZE_PX,
-                                 calibration_folder=PHOTOS_DIR)
+    return write_untrained_model(
+        out, read_labels(SHARED_DIR / "breeds.txt"), TEST_INPUT_SIZE_PX, calibration_folder=PHOTOS_DIR
+    )
 
 
 @pytest.fixture(scope="session")

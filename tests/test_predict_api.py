@@ -41,7 +41,9 @@ def test_url_is_fetched_and_classified_for_rest_and_http_api_events(handler, ser
     data = SIAMESE.read_bytes()
     with http_server.running({"/siamese.jpg": http_server.serve_bytes(data)}) as host:
         rest = handler.lambda_handler(rest_event("POST", "/predict", {"url": host.url("/siamese.jpg")}), lambda_context)
-        http = handler.lambda_handler(http_api_event("POST", "/predict", {"url": host.url("/siamese.jpg")}), lambda_context)
+        http = handler.lambda_handler(
+            http_api_event("POST", "/predict", {"url": host.url("/siamese.jpg")}), lambda_context
+        )
 
     assert rest["statusCode"] == http["statusCode"] == 200
     assert parsed_body(rest) == parsed_body(http)
@@ -72,7 +74,10 @@ def test_health_answers_ok_with_the_model(handler, lambda_context):
     response = handler.lambda_handler(load_event("health-httpapi.json"), lambda_context)
 
     assert response["statusCode"] == 200
-    assert parsed_body(response) == {"status": "ok", "model": {"name": "untrained-smoke-model", "version": "0.0.0+seed7"}}
+    assert parsed_body(response) == {
+        "status": "ok",
+        "model": {"name": "untrained-smoke-model", "version": "0.0.0+seed7"},
+    }
 
 
 def test_committed_base64_event_classifies_a_real_photo(handler, lambda_context):
@@ -160,7 +165,9 @@ def test_bad_url_is_400(handler, lambda_context):
 
 def test_upstream_error_status_is_502(handler, lambda_context):
     with http_server.running({"/gone.jpg": http_server.status(404)}) as host:
-        response = handler.lambda_handler(rest_event("POST", "/predict", {"url": host.url("/gone.jpg")}), lambda_context)
+        response = handler.lambda_handler(
+            rest_event("POST", "/predict", {"url": host.url("/gone.jpg")}), lambda_context
+        )
 
     assert error_of(response) == (502, "upstream_error")
     assert "HTTP 404" in parsed_body(response)["error"]["message"]
@@ -177,7 +184,9 @@ def test_refused_connection_is_502(handler, lambda_context):
 def test_server_that_drips_past_the_deadline_is_504(handler, service, lambda_context):
     data = SIAMESE.read_bytes()
     with http_server.running({"/slow.jpg": http_server.drip(data, interval_s=0.05)}) as host:
-        response = handler.lambda_handler(rest_event("POST", "/predict", {"url": host.url("/slow.jpg")}), lambda_context)
+        response = handler.lambda_handler(
+            rest_event("POST", "/predict", {"url": host.url("/slow.jpg")}), lambda_context
+        )
 
     assert error_of(response) == (504, "upstream_timeout")
 
@@ -185,7 +194,9 @@ def test_server_that_drips_past_the_deadline_is_504(handler, service, lambda_con
 def test_chunked_response_over_the_byte_cap_is_413(handler, service, lambda_context):
     cap = service.settings.fetch.max_bytes
     with http_server.running({"/huge.jpg": http_server.chunked_stream(total_bytes=cap * 3)}) as host:
-        response = handler.lambda_handler(rest_event("POST", "/predict", {"url": host.url("/huge.jpg")}), lambda_context)
+        response = handler.lambda_handler(
+            rest_event("POST", "/predict", {"url": host.url("/huge.jpg")}), lambda_context
+        )
 
     assert error_of(response) == (413, "image_too_large")
 

@@ -1,0 +1,124 @@
+"""A model is served only with a sidecar that agrees with it; anything else fails at load, with a clear message."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+from lambda_function.inference import Classifier
+from lambda_function.model_contract import ModelContractError, load_sidecar, sidecar_path_for
+
+
+@pytest.fixture
+def model_copy(model_path: Path, tmp_path: Path) -> Path:
+    copy = tmp_path / "model.tflite"
+    shutil.copy(model_path, copy)
+    shutil.copy(sidecar_path_for(model_path), sidecar_path_for(copy))
+    return copy
+
+
+def edit_sidecar(model: Path, **changes: object) -> None:
+    path = sidecar_path_for(model)
+    card = json.loads(path.read_text())
+    for key, value in changes.items():
+        if "." in key:
+            outer, inner = key.split(".")
+            card[outer][inner] = value
+        else:
+            card[key] = value
+    path.write_text(json.dumps(card))
+
+
+def test_sidecar_records_what_serving_and_users_need(model_path):
+    card = json.loads(sidecar_path_for(model_path).read_text())
+
+    assert card["format_version"] == 1
+    assert card["labels"][0] == "Abyssinian" and len(card["labels"]) == 68
+    assert card["input"] == {
+        "height_px": 128,
+        "width_px": 128,
+        "channels": 3,
+        "dtype": "float32",
+        "value_range": [0.0, 255.0],
+        "color": "RGB",
+    }
+    assert card["name"] and card["version"]
+    assert {"created_at", "converter", "quantization"} <= set(card["provenance"])
+
+
+def test_a_consistent_model_loads(model_copy):
+    classifier = Classifier(model_copy, num_threads=1)
+
+    assert classifier.input_size_px == (128, 128)
+    assert classifier.card == load_sidecar(model_copy)
+
+
+def test_missing_model_file_names_the_setting(tmp_path):
+    with pytest.raises(ModelContractError, match="MODEL_PATH"):
+        Classifier(tmp_path / "absent.tflite", num_threads=1)
+
+
+def test_missing_sidecar_is_refused(model_copy):
+    sidecar_path_for(model_copy).unlink()
+
+    with pytest.raises(ModelContractError, match=r"sidecar .* is missing"):
+        Classifier(model_copy, num_threads=1)
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        ("{ not json", "not valid JSON"),
+        ("[]", "top level must be an object"),
+        ('{"format_version": 1}', "malformed"),
+        ('{"format_version": 99, "labels": ["a"]}', "format_version must be 1"),
+    ],
+)
+def test_malformed_sidecar_is_refused(model_copy, content, message):
+    sidecar_path_for(model_copy).write_text(content)
+
+    with pytest.raises(ModelContractError, match=message):
+        Classifier(model_copy, num_threads=1)
+
+
+def test_label_count_that_disagrees_with_the_output_is_refused(model_copy):
+    labels = json.loads(sidecar_path_for(model_copy).read_text())["labels"]
+    edit_sidecar(model_copy, labels=labels[:-1])
+
+    with pytest.raises(ModelContractError, match="67 labels, the model outputs 68 classes"):
+        Classifier(model_copy, num_threads=1)
+
+
+def test_input_shape_that_disagrees_with_the_model_is_refused(model_copy):
+    edit_sidecar(model_copy, **{"input.height_px": 380, "input.width_px": 380})
+
+    with pytest.raises(ModelContractError, match=r"input shape \(1, 380, 380, 3\), the model has \(1, 128, 128, 3\)"):
+        Classifier(model_copy, num_threads=1)
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "message"),
+    [
+        ("labels", ["a", "a"], "must not repeat"),
+        ("labels", [], "non-empty list"),
+        ("input.dtype", "float64", "not one of"),
+        ("input.height_px", -3, "positive integer"),
+        ("input.value_range", [255, 0], "increasing"),
+        ("name", "", "non-empty string"),
+    ],
+)
+def test_invalid_fields_are_refused(model_copy, key, value, message):
+    edit_sidecar(model_copy, **{key: value})
+
+    with pytest.raises(ModelContractError, match=message):
+        load_sidecar(model_copy)
+
+
+def test_a_file_that_is_not_a_tflite_model_is_refused(model_copy):
+    model_copy.write_bytes(b"this is not a flatbuffer")
+
+    with pytest.raises(ModelContractError, match="not a loadable TFLite model"):
+        Classifier(model_copy, num_threads=1)

@@ -1,0 +1,211 @@
+"""The shared preprocessing: every image a phone or a website produces becomes the right RGB pixels, and every
+hostile or broken image becomes a clean client error (checked through the handler, as a client sees it)."""
+
+from __future__ import annotations
+
+import base64
+from typing import Any
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from lambda_function.errors import TooManyPixels, UndecodableImage, UnsupportedImage
+from lambda_function.preprocessing import DecodeLimits, decode_image, prepare_image
+from tests.conftest import CAT_PHOTOS, DOG_PHOTOS, TEST_INPUT_SIZE_PX, parsed_body, rest_event
+from tests.support.images import EPS_BYTES, PDF_BYTES, encode, gif_with_bomb_second_frame, photo, png_declaring
+
+SIZE = (TEST_INPUT_SIZE_PX, TEST_INPUT_SIZE_PX)
+LIMITS = DecodeLimits(max_pixels=50_000_000, jpeg_draft=False)
+CAT = photo(CAT_PHOTOS[0])
+
+
+def pixels(data: bytes, limits: DecodeLimits = LIMITS) -> np.ndarray:
+    return prepare_image(data, SIZE, limits)
+
+
+def mean_abs_diff(a: np.ndarray, b: np.ndarray) -> float:
+    return float(np.mean(np.abs(a.astype(np.float32) - b.astype(np.float32))))
+
+
+REFERENCE = pixels(encode(CAT, "PNG"))
+
+# Inverse of the transform that EXIF orientation N asks a viewer to apply (ImageOps.exif_transpose applies it).
+STORE_FOR_ORIENTATION = {
+    1: None,
+    2: Image.Transpose.FLIP_LEFT_RIGHT,
+    3: Image.Transpose.ROTATE_180,
+    4: Image.Transpose.FLIP_TOP_BOTTOM,
+    5: Image.Transpose.TRANSPOSE,
+    6: Image.Transpose.ROTATE_90,
+    7: Image.Transpose.TRANSVERSE,
+    8: Image.Transpose.ROTATE_270,
+}
+
+
+@pytest.mark.parametrize("orientation", range(1, 9))
+def test_every_exif_orientation_is_turned_upright(orientation):
+    transform = STORE_FOR_ORIENTATION[orientation]
+    stored = CAT if transform is None else CAT.transpose(transform)
+    exif = Image.Exif()
+    exif[0x0112] = orientation
+    data = encode(stored, "JPEG", quality=95, exif=exif)
+
+    upright = pixels(data)
+    ignoring_exif = np.asarray(stored.resize(SIZE, Image.Resampling.BILINEAR))
+
+    assert mean_abs_diff(upright, REFERENCE) < 3
+    if orientation != 1:  # the check has teeth: without applying EXIF the pixels differ a lot
+        assert mean_abs_diff(ignoring_exif, REFERENCE) > 15
+
+
+def test_palette_png_with_transparency_is_composited_on_white():
+    image = Image.new("P", (100, 100), 0)
+    image.putpalette([0, 0, 0, 200, 50, 50] + [0] * 762)
+    image.paste(1, (50, 0, 100, 100))
+    data = encode(image, "PNG", transparency=0)
+
+    result = prepare_image(data, (100, 100), LIMITS)
+
+    assert result[:, :45].min() == 255  # transparent half: white
+    assert np.allclose(result[:, 55:], [200, 50, 50], atol=1)
+
+
+@pytest.mark.parametrize("mode", ["RGBA", "LA", "L", "1", "CMYK", "YCbCr", "P"])
+def test_every_pillow_mode_becomes_rgb(mode):
+    source = CAT.convert(mode)
+    format = "JPEG" if mode in {"CMYK", "YCbCr"} else "PNG" if mode != "YCbCr" else "JPEG"
+    result = pixels(encode(source, "TIFF" if mode == "YCbCr" else format))
+
+    assert result.shape == (*SIZE, 3) and result.dtype == np.uint8
+    if mode in {"RGBA", "CMYK", "P", "YCbCr"}:
+        assert mean_abs_diff(result, REFERENCE) < 12
+
+
+def test_16_bit_greyscale_png_keeps_its_tones():
+    grey = np.asarray(CAT.convert("L"), dtype=np.uint16)
+    data = encode(Image.fromarray(grey * 257), "PNG")
+    assert Image.open(__import__("io").BytesIO(data)).mode.startswith("I")
+
+    result = pixels(data)
+    expected = pixels(encode(CAT.convert("L"), "PNG"))
+
+    assert np.abs(result.astype(int) - expected.astype(int)).max() <= 1
+
+
+def test_animated_gif_uses_its_first_frame():
+    first = CAT.resize((200, 150))
+    second = Image.new("RGB", (200, 150), (0, 255, 0))
+    animated = encode(first, "GIF", save_all=True, append_images=[second], duration=100)
+    still = encode(first, "GIF")
+
+    assert np.array_equal(pixels(animated), pixels(still))
+
+
+def test_later_gif_frame_declaring_a_bomb_is_refused_if_ever_decoded():
+    data = gif_with_bomb_second_frame(CAT)
+    image = decode_image(data, LIMITS)  # the first frame decodes
+    assert image.size == (64, 64)
+
+    with Image.open(__import__("io").BytesIO(data)) as animation, pytest.raises(Image.DecompressionBombError):
+        animation.seek(1)  # the pixel cap also holds for later frames
+
+
+def test_heic_and_webp_photos_are_accepted():
+    heic = pixels(encode(CAT, "HEIF", quality=90))
+    webp = pixels(encode(CAT, "WEBP", quality=90))
+
+    assert mean_abs_diff(heic, REFERENCE) < 4
+    assert mean_abs_diff(webp, REFERENCE) < 4
+
+
+@pytest.mark.parametrize(
+    ("data", "error"),
+    [
+        pytest.param(b"", UnsupportedImage, id="zero-bytes"),
+        pytest.param(b"hello, I am text, not a picture\n" * 10, UnsupportedImage, id="text"),
+        pytest.param(EPS_BYTES, UnsupportedImage, id="eps"),
+        pytest.param(PDF_BYTES, UnsupportedImage, id="pdf"),
+        pytest.param(png_declaring(100_000, 100_000), TooManyPixels, id="bomb"),
+        pytest.param(png_declaring(8_000, 7_000), TooManyPixels, id="just-over-the-cap"),
+        pytest.param(CAT_PHOTOS[0].read_bytes()[:3000], UndecodableImage, id="truncated-jpeg"),
+        pytest.param(encode(CAT, "PNG")[:-200], UndecodableImage, id="truncated-png"),
+    ],
+)
+def test_bad_bytes_raise_the_matching_client_error(data, error):
+    with pytest.raises(error):
+        pixels(data)
+
+
+def _cat_resized(side: int) -> Image.Image:
+    return CAT.resize((side, side * 3 // 4))
+
+
+BAD_IMAGES = [
+    pytest.param(png_declaring(100_000, 100_000), 413, id="decompression-bomb"),
+    pytest.param(CAT_PHOTOS[1].read_bytes()[:4000], 422, id="truncated-jpeg"),
+    pytest.param(b"", 400, id="zero-bytes"),
+    pytest.param(b"GIF? no: plain text\n", 415, id="text"),
+    pytest.param(EPS_BYTES, 415, id="eps-named-png"),
+    pytest.param(PDF_BYTES, 415, id="pdf-named-png"),
+    pytest.param(encode(CAT.convert("CMYK"), "JPEG"), 200, id="cmyk-jpeg"),
+    pytest.param(
+        encode(Image.fromarray(np.asarray(CAT.convert("L"), dtype=np.uint16) * 257), "PNG"), 200, id="16-bit-png"
+    ),
+    pytest.param(
+        encode(CAT.convert("P", palette=Image.Palette.ADAPTIVE), "PNG", transparency=0),
+        200,
+        id="palette-png-with-transparency",
+    ),
+    pytest.param(
+        encode(_cat_resized(300), "GIF", save_all=True, append_images=[_cat_resized(300).rotate(90)], duration=80),
+        200,
+        id="animated-gif",
+    ),
+    pytest.param(gif_with_bomb_second_frame(CAT), 200, id="animated-gif-with-bomb-frame"),
+    pytest.param(encode(CAT, "HEIF"), 200, id="heic"),
+    pytest.param(encode(CAT, "WEBP"), 200, id="webp"),
+]
+
+
+@pytest.mark.parametrize(("data", "status"), BAD_IMAGES)
+def test_unusual_and_hostile_images_get_a_prediction_or_a_clean_4xx(handler, lambda_context, data, status):
+    event = rest_event("POST", "/predict", {"image": base64.b64encode(data).decode()})
+
+    response = handler.lambda_handler(event, lambda_context)
+
+    assert response["statusCode"] == status
+    body: dict[str, Any] = parsed_body(response)
+    if status == 200:
+        assert len(body["predictions"]) == 5
+    else:
+        assert set(body) == {"error"}
+
+
+def top1(service: Any, data: bytes, limits: DecodeLimits) -> int:
+    return int(
+        np.argmax(service.classifier.probabilities(prepare_image(data, service.classifier.input_size_px, limits)))
+    )
+
+
+def test_jpeg_draft_decoding_keeps_top1_on_every_shared_photo(service):
+    draft, full = DecodeLimits(50_000_000, jpeg_draft=True), DecodeLimits(50_000_000, jpeg_draft=False)
+    photos = CAT_PHOTOS + DOG_PHOTOS
+    diffs, disagreements = [], []
+    for path in photos:
+        data = path.read_bytes()
+        diffs.append(mean_abs_diff(pixels(data, draft), pixels(data, full)))
+        if top1(service, data, draft) != top1(service, data, full):
+            disagreements.append(path.name)
+
+    assert len(photos) >= 180
+    assert disagreements == []
+    assert max(diffs) < 3.0 and float(np.mean(diffs)) > 0  # close, and draft mode really was in effect
+
+
+def test_jpeg_draft_decoding_keeps_top1_on_12_megapixel_phone_photos(service):
+    draft, full = DecodeLimits(50_000_000, jpeg_draft=True), DecodeLimits(50_000_000, jpeg_draft=False)
+    for path in CAT_PHOTOS[::10]:
+        big = encode(photo(path).resize((4000, 3000), Image.Resampling.BICUBIC), "JPEG", quality=90)
+        assert mean_abs_diff(pixels(big, draft), pixels(big, full)) < 3.0
+        assert top1(service, big, draft) == top1(service, big, full)
