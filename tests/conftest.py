@@ -30,6 +30,8 @@ REPO_DIR = Path(__file__).resolve().parent.parent
 SHARED_DIR = REPO_DIR.parent / "shared"
 PHOTOS_DIR = SHARED_DIR / "photos"
 EVENTS_DIR = REPO_DIR / "events"
+if not (PHOTOS_DIR / "cats").is_dir():
+    raise pytest.UsageError(f"the shared photos are missing: expected {PHOTOS_DIR} beside the checkout (see README)")
 CAT_PHOTOS = sorted((PHOTOS_DIR / "cats").glob("*.jpg"))
 DOG_PHOTOS = sorted((PHOTOS_DIR / "dogs").glob("*.jpg"))
 TEST_INPUT_SIZE_PX = 128
