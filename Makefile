@@ -26,6 +26,7 @@ demo: $(STAMP) $(DEMO_MODEL)
 
 test: $(STAMP)
 	$(PY) -m ruff check .
+	$(PY) -m ruff format --check .
 	$(PY) -m pytest
 
 serve: $(STAMP) $(DEMO_MODEL)

@@ -40,6 +40,8 @@ class LocalLambdaContext:
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    if args.run is _predict:
+        os.environ.setdefault("POWERTOOLS_LOG_LEVEL", "WARNING")  # the table is the output; keep INFO logs out
     if getattr(args, "model", None):
         os.environ["MODEL_PATH"] = str(args.model)
     try:

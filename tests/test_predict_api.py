@@ -9,7 +9,7 @@ import pytest
 
 from tests.conftest import CAT_PHOTOS, http_api_event, load_event, parsed_body, rest_event
 from tests.support import http_server
-from tests.support.images import encode, photo
+from tests.support.images import EPS_BYTES, PDF_BYTES, encode, photo
 
 SIAMESE = next(p for p in CAT_PHOTOS if p.name.startswith("Siamese"))
 
@@ -155,6 +155,24 @@ def test_truncated_jpeg_is_422(handler, lambda_context):
     )
 
     assert error_of(response) == (422, "undecodable_image")
+
+
+@pytest.mark.parametrize(
+    ("path", "data", "content_type", "expected"),
+    [
+        pytest.param("/empty.jpg", b"", "image/jpeg", (415, "unsupported_image"), id="zero-bytes"),
+        pytest.param("/drawing.png", EPS_BYTES, "image/png", (415, "unsupported_image"), id="eps-named-png"),
+        pytest.param("/scan.png", PDF_BYTES, "image/png", (415, "unsupported_image"), id="pdf-named-png"),
+        pytest.param("/page.jpg", b"<html>not found</html>", "text/html", (415, "unsupported_image"), id="html"),
+    ],
+)
+def test_fetched_bytes_that_are_not_an_allowed_image_are_415(
+    handler, lambda_context, path, data, content_type, expected
+):
+    with http_server.running({path: http_server.serve_bytes(data, content_type)}) as host:
+        response = handler.lambda_handler(rest_event("POST", "/predict", {"url": host.url(path)}), lambda_context)
+
+    assert error_of(response) == expected
 
 
 def test_bad_url_is_400(handler, lambda_context):
