@@ -180,9 +180,9 @@ class SafeFetcher:
             raise UpstreamTimeout(f"the image URL did not answer within {self.settings.total_timeout_s:g} s")
         raise UpstreamError(f"the image URL could not be reached ({type(last_error).__name__})")
 
-    @staticmethod
-    def _pool(target: Target, address: IPAddress, timeout: urllib3.Timeout) -> urllib3.HTTPConnectionPool:
+    def _pool(self, target: Target, address: IPAddress, timeout: urllib3.Timeout) -> urllib3.HTTPConnectionPool:
         if target.scheme == "https":
+            # Connect to the checked address, but send SNI for and verify the certificate against the host name.
             return urllib3.HTTPSConnectionPool(
                 str(address),
                 target.port,
@@ -191,6 +191,7 @@ class SafeFetcher:
                 server_hostname=target.host,
                 assert_hostname=target.host,
                 cert_reqs="CERT_REQUIRED",
+                ca_certs=self.settings.ca_bundle_path,
             )
         return urllib3.HTTPConnectionPool(str(address), target.port, timeout=timeout, maxsize=1)
 

@@ -47,6 +47,7 @@ class FetchSettings:
     total_timeout_s: float = 10.0
     max_bytes: int = DEFAULT_MAX_FETCH_BYTES
     max_redirects: int = 3
+    ca_bundle_path: str | None = None  # None: the system's certificate authorities
     user_agent: str = "cat-breed-classifier/0.1 (+https://github.com/)"
 
 
@@ -76,6 +77,7 @@ class Settings:
             total_timeout_s=_number(env, "FETCH_TOTAL_TIMEOUT_S", 10.0, float),
             max_bytes=_number(env, "FETCH_MAX_BYTES", DEFAULT_MAX_FETCH_BYTES, int),
             max_redirects=_number(env, "FETCH_MAX_REDIRECTS", 3, int, minimum=0),
+            ca_bundle_path=env.get("FETCH_CA_BUNDLE") or None,
         )
         return cls(
             model_path=Path(env.get("MODEL_PATH", str(DEFAULT_MODEL_PATH))),

@@ -197,3 +197,38 @@ def test_fetched_bytes_are_exactly_what_the_server_sent():
     fetcher = SafeFetcher(replace(STRICT, allow_loopback=True))
     with http_server.running({"/cat.jpg": http_server.serve_bytes(CAT_BYTES)}) as host:
         assert fetcher.fetch(host.url("/cat.jpg")) == CAT_BYTES
+
+
+@pytest.fixture(scope="module")
+def tls_image_host(tmp_path_factory: pytest.TempPathFactory) -> Any:
+    """An https image host on loopback with a certificate for cats.test, issued by a throwaway CA."""
+    import ssl
+
+    import trustme
+
+    authority = trustme.CA()
+    ca_file = tmp_path_factory.mktemp("tls") / "ca.pem"
+    authority.cert_pem.write_to_path(str(ca_file))
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    authority.issue_cert("cats.test").configure_cert(context)
+    with http_server.running({"/cat.jpg": http_server.serve_bytes(CAT_BYTES)}) as host:
+        host.socket = context.wrap_socket(host.socket, server_side=True)
+        yield host, str(ca_file)
+
+
+def test_https_connects_to_the_checked_address_and_verifies_the_host_name(tls_image_host, connection_log):
+    host, ca_file = tls_image_host
+    fetcher = SafeFetcher(replace(STRICT, allow_loopback=True, ca_bundle_path=ca_file), resolver=answering("127.0.0.1"))
+
+    assert fetcher.fetch(f"https://cats.test:{host.port}/cat.jpg") == CAT_BYTES
+    assert connection_log.addresses == ["127.0.0.1"]
+
+
+@pytest.mark.parametrize(("name", "trust_test_ca"), [("dogs.test", True), ("cats.test", False)])
+def test_https_with_a_certificate_not_valid_for_the_host_is_an_upstream_error(tls_image_host, name, trust_test_ca):
+    host, ca_file = tls_image_host
+    settings = replace(STRICT, allow_loopback=True, ca_bundle_path=ca_file if trust_test_ca else None)
+    fetcher = SafeFetcher(settings, resolver=answering("127.0.0.1"))
+
+    with pytest.raises(UpstreamError):
+        fetcher.fetch(f"https://{name}:{host.port}/cat.jpg")

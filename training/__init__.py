@@ -1,0 +1,1 @@
+"""Dataset preparation and EfficientNet training (GPU instance); reuses `lambda_function.preprocessing`."""
