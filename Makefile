@@ -17,7 +17,7 @@ $(STAMP): requirements.txt requirements-dev.txt
 	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt
 	touch $(STAMP)
 
-$(DEMO_MODEL): $(STAMP) conversion/untrained_model.py conversion/export.py
+$(DEMO_MODEL): $(STAMP) conversion/untrained_model.py conversion/convert.py
 	$(PY) -m conversion.untrained_model --out $(DEMO_MODEL)
 
 demo: $(STAMP) $(DEMO_MODEL)

@@ -43,9 +43,7 @@ def model_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
     from conversion.untrained_model import read_labels, write_untrained_model
 
     out = tmp_path_factory.mktemp("model") / "smoke.tflite"
-    return write_untrained_model(
-        out, read_labels(SHARED_DIR / "breeds.txt"), TEST_INPUT_SIZE_PX, calibration_folder=PHOTOS_DIR
-    )
+    return write_untrained_model(out, read_labels(SHARED_DIR / "breeds.txt"), TEST_INPUT_SIZE_PX, photos=PHOTOS_DIR)
 
 
 @pytest.fixture(scope="session")

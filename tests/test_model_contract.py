@@ -46,7 +46,8 @@ def test_sidecar_records_what_serving_and_users_need(model_path):
         "color": "RGB",
     }
     assert card["name"] and card["version"]
-    assert {"created_at", "converter", "quantization"} <= set(card["provenance"])
+    assert {"created_at", "created_by"} <= set(card["provenance"])
+    assert {"mode", "converter", "source", "parity", "size_bytes"} <= set(card["provenance"]["conversion"])
 
 
 def test_a_consistent_model_loads(model_copy):
