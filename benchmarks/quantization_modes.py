@@ -1,11 +1,12 @@
-"""Size, LiteRT latency and parity of the four conversion modes for EfficientNetB4 at 380x380.
+"""Size, LiteRT latency and parity of the four conversion modes, for EfficientNetB4 at 380x380 or the starter model.
 
-    .venv/bin/python -m benchmarks.quantization_modes [--weights none] [--validation-images 60]
+    .venv/bin/python -m benchmarks.quantization_modes [--model efficientnetb4|starter] [--validation-images 60]
 
 The B4 weights here are randomly initialised (Keras' ImageNet weights cannot be downloaded on the development
-machine): size and speed do not depend on the weights, parity does, so the parity columns describe this
-initialisation only and the `distinct top-1` column says how varied its answers were. All modes are measured in
-one run, one after the other, so the latency ratios are comparable even on a shared, noisy machine.
+machine): size and speed do not depend on the weights, parity does, so its parity columns describe this
+initialisation only and the `distinct top-1` column says how varied its answers were. The starter model has real
+ImageNet weights (Lite0), so its parity figures are real. All modes are measured in one run, one after the other,
+so the latency ratios are comparable even on a shared, noisy machine.
 """
 
 from __future__ import annotations
@@ -17,8 +18,11 @@ import tempfile
 from pathlib import Path
 
 from conversion.convert import ConversionOptions, Mode, convert
+from conversion.starter_head import STARTER_LABELS, CatCalibration
+from conversion.starter_model import DEFAULT_OUT as STARTER_PATH
+from conversion.starter_model import build_starter_keras
 from conversion.untrained_model import BREEDS_FILE, PHOTOS_DIR, read_labels
-from lambda_function.model_contract import InputSpec, ModelCard, write_sidecar
+from lambda_function.model_contract import InputSpec, ModelCard, load_sidecar, write_sidecar
 from training.model import build_classifier
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
@@ -26,7 +30,7 @@ RESULTS_DIR = Path(__file__).resolve().parent / "results"
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--backbone", default="efficientnetb4")
+    parser.add_argument("--model", default="efficientnetb4", choices=["efficientnetb4", "starter"])
     parser.add_argument("--validation-images", type=int, default=60)
     parser.add_argument("--calibration-images", type=int, default=60)
     parser.add_argument("--latency-runs", type=int, default=20)
@@ -35,8 +39,13 @@ def main(argv: list[str] | None = None) -> None:
     import keras
 
     keras.utils.set_random_seed(0)
-    labels = read_labels(BREEDS_FILE)
-    model = build_classifier(len(labels), backbone=args.backbone, weights=None)
+    if args.model == "starter":
+        calibration = load_sidecar(STARTER_PATH).provenance["calibration"]
+        model = build_starter_keras(CatCalibration(calibration["weight"], calibration["bias"]))
+        labels = list(STARTER_LABELS)
+    else:
+        labels = read_labels(BREEDS_FILE)
+        model = build_classifier(len(labels), backbone=args.model, weights=None)
     size_px = model.input_shape[1]
     rows = []
     with tempfile.TemporaryDirectory() as work:
@@ -45,7 +54,7 @@ def main(argv: list[str] | None = None) -> None:
         write_sidecar(
             keras_path,
             ModelCard(
-                name=f"{args.backbone}-random-init",
+                name=args.model,
                 version="0",
                 labels=tuple(labels),
                 input=InputSpec(size_px, size_px),
@@ -64,11 +73,11 @@ def main(argv: list[str] | None = None) -> None:
             rows.append(card.provenance["conversion"])
             print(f"measured {mode}", flush=True)
     RESULTS_DIR.mkdir(exist_ok=True)
-    out = RESULTS_DIR / f"quantization_modes_{args.backbone}.json"
+    out = RESULTS_DIR / f"quantization_modes_{args.model}.json"
     out.write_text(
         json.dumps(
             {
-                "backbone": args.backbone,
+                "model": args.model,
                 "input_px": size_px,
                 "machine": platform.processor() or platform.machine(),
                 "modes": rows,
@@ -77,7 +86,7 @@ def main(argv: list[str] | None = None) -> None:
         )
         + "\n"
     )
-    print(markdown_table(rows, size_px, args.backbone))
+    print(markdown_table(rows, size_px, args.model))
 
 
 def markdown_table(rows: list[dict], size_px: int, backbone: str) -> str:

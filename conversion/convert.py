@@ -30,6 +30,7 @@ from typing import Any
 
 import numpy as np
 
+from conversion import starter_head  # noqa: F401 - registers the starter head layer, so its .keras files load
 from conversion.image_folder import load_pixels, sample_images
 from conversion.parity import Parity, measure_parity, median_latency_ms
 from lambda_function.inference import Classifier
@@ -125,7 +126,10 @@ def convert(keras_path: Path, out_path: Path, options: ConversionOptions) -> Mod
         write_sidecar(staged, replace(card, provenance={**card.provenance, "conversion": record}))
         if validation is not None:
             reference = model.predict(validation.astype(np.float32), batch_size=16, verbose=0)
-            parity = measure_parity(reference, Classifier(staged, num_threads=available_cpus()), validation)
+            try:
+                parity = measure_parity(reference, Classifier(staged, num_threads=available_cpus()), validation)
+            except RuntimeError as exc:
+                raise ConversionError(f"the {options.mode} model does not run in LiteRT: {exc}") from None
             record["parity"] = parity.as_dict()
             record["latency_ms"] = {
                 f"{threads}_threads": median_latency_ms(staged, threads, validation[0], options.latency_runs)
