@@ -30,10 +30,15 @@ RESULTS_DIR = Path(__file__).resolve().parent / "results"
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--model", default="efficientnetb4", choices=["efficientnetb4", "starter"])
-    parser.add_argument("--validation-images", type=int, default=60)
-    parser.add_argument("--calibration-images", type=int, default=60)
-    parser.add_argument("--latency-runs", type=int, default=20)
+    parser.add_argument(
+        "--model",
+        default="efficientnetb4",
+        choices=["efficientnetb4", "starter"],
+        help="B4 at 380 (random weights) or the starter model (real weights)",
+    )
+    parser.add_argument("--validation-images", type=int, default=60, help="shared photos to measure parity on")
+    parser.add_argument("--calibration-images", type=int, default=60, help="representative images for full-int8")
+    parser.add_argument("--latency-runs", type=int, default=20, help="timed runs per thread count (median)")
     args = parser.parse_args(argv)
 
     import keras

@@ -156,9 +156,15 @@ def starter_card(calibration: CatCalibration, report: dict[str, object]) -> Mode
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m conversion.starter_model", description=__doc__.splitlines()[0])
-    parser.add_argument("--out", type=Path, default=DEFAULT_OUT)
-    parser.add_argument("--photos", type=Path, default=PHOTOS_DIR)
-    parser.add_argument("--mode", type=Mode, choices=list(Mode), default=STARTER_MODE)
+    parser.add_argument(
+        "--out", type=Path, default=DEFAULT_OUT, help="the .tflite to write (default models/starter.tflite)"
+    )
+    parser.add_argument(
+        "--photos", type=Path, default=PHOTOS_DIR, help="labelled photos (cats/, dogs/) to fit and check on"
+    )
+    parser.add_argument(
+        "--mode", type=Mode, choices=list(Mode), default=STARTER_MODE, help="conversion mode (default %(default)s)"
+    )
     args = parser.parse_args(argv)
     report = build(args.out, args.photos, args.mode)
     print(json.dumps(report, indent=2))

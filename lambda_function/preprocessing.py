@@ -65,10 +65,14 @@ def prepare_image(data: bytes, size_px: tuple[int, int], limits: DecodeLimits) -
     """
     image = decode_image(data, limits, draft_size_px=size_px if limits.jpeg_draft else None)
     try:
-        resized = image.resize(size_px, RESAMPLING)
+        return resize_to_input(image, size_px)
     finally:
         image.close()
-    return np.asarray(resized, dtype=np.uint8)
+
+
+def resize_to_input(image: Image.Image, size_px: tuple[int, int]) -> np.ndarray:
+    """An upright RGB image (from `decode_image`) resized to `size_px` (width, height), as uint8 pixels."""
+    return np.asarray(image.resize(size_px, RESAMPLING), dtype=np.uint8)
 
 
 def decode_image(data: bytes, limits: DecodeLimits, draft_size_px: tuple[int, int] | None = None) -> Image.Image:

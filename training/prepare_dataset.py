@@ -1,0 +1,424 @@
+"""Prepare the training data: the Kaggle Cat Breeds Dataset plus house-room photos as "No cat", split and resized.
+
+    python -m training.prepare_dataset --cats data/raw/cat-breeds --rooms data/raw/house-rooms --out data/prepared
+
+Reads the cat-breeds dataset as downloaded (`images/<Breed>/*.jpg`, with `data/cats.csv`) and the house-rooms
+dataset (one folder per room type), and writes `<out>/<train|val|test>/<class>/<sha256>.png`: every image decoded
+and resized by the serving preprocessing (`lambda_function.preprocessing`), stored losslessly, so training sees
+exactly the pixels serving would compute. Exact duplicates (same bytes) are removed across all classes before the
+split, so no test image leaks into training; unreadable and tiny images are dropped and counted. Each class is
+capped (seeded sample) and split stratified (seeded). Writes `manifest.csv`, `report.json`, `report.md` and
+`class_distribution.png`. Refuses to write into an output that already holds a prepared dataset (`--overwrite`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import hashlib
+import json
+import os
+import random
+import shutil
+import sys
+from collections import Counter, defaultdict
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from PIL import Image
+from tqdm import tqdm
+
+from conversion.image_folder import IMAGE_SUFFIXES
+from lambda_function.errors import ClassifierError
+from lambda_function.preprocessing import DecodeLimits, decode_image, resize_to_input
+from lambda_function.settings import DEFAULT_MAX_IMAGE_PIXELS
+
+NO_CAT = "No cat"
+SPLITS = ("train", "val", "test")
+MANIFEST = "manifest.csv"
+MANIFEST_COLUMNS = ("split", "class", "file", "source", "sha256", "width", "height")
+STAGING = ".staging"
+
+
+@dataclass(frozen=True)
+class PrepareConfig:
+    cats_dir: Path
+    rooms_dir: Path | None
+    out_dir: Path
+    size_px: int = 380
+    max_per_class: int = 1000
+    fractions: tuple[float, float, float] = (0.8, 0.1, 0.1)
+    min_side_px: int = 64
+    seed: int = 42
+    workers: int = field(default_factory=lambda: os.cpu_count() or 1)
+    overwrite: bool = False
+
+    def __post_init__(self) -> None:
+        if abs(sum(self.fractions) - 1) > 1e-6 or min(self.fractions) < 0:
+            raise ValueError(f"split fractions {self.fractions} must be non-negative and sum to 1")
+        if self.size_px < 32 or self.max_per_class < 3 or self.min_side_px < 1 or self.workers < 1:
+            raise ValueError("size must be at least 32 px, the cap at least 3 images, workers at least 1")
+
+
+@dataclass(frozen=True)
+class Source:
+    """One input image and the class it belongs to."""
+
+    path: Path
+    label: str
+    origin: str  # "cats" or "rooms/<RoomType>", for the report
+
+
+@dataclass(frozen=True)
+class Screened:
+    source: Source
+    sha256: str | None = None
+    width: int = 0
+    height: int = 0
+    dropped: str | None = None  # why, if it was: "unreadable", "too_small"
+
+
+def main(argv: list[str] | None = None) -> int:
+    config = parse_args(argv)
+    try:
+        guard_output(config)
+        sources, csv_check = collect_sources(config)
+        screened = screen(sources, config)
+        kept, duplicates = drop_duplicates(screened)
+        capped = cap_per_class(kept, config)
+        splits = split_stratified(capped, config)
+        rows = place_files(splits, config)
+    except (ValueError, FileNotFoundError, FileExistsError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    report = build_report(sources, screened, duplicates, kept, rows, csv_check, config)
+    write_outputs(rows, report, config)
+    print(f"prepared {len(rows)} images in {config.out_dir} ({report['dropped']})")
+    return 0
+
+
+def parse_args(argv: list[str] | None) -> PrepareConfig:
+    parser = argparse.ArgumentParser(prog="python -m training.prepare_dataset", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--cats", type=Path, help="the Kaggle Cat Breeds Dataset folder (holds images/ and data/)")
+    parser.add_argument("--rooms", type=Path, help="the House Rooms Image Dataset folder (one folder per room type)")
+    parser.add_argument("--out", type=Path, required=True, help="where to write the prepared dataset")
+    parser.add_argument("--size", type=int, default=380, help="training resolution in pixels (default 380, B4's)")
+    parser.add_argument("--max-per-class", type=int, default=1000, help="cap per class, seeded sample (default 1000)")
+    parser.add_argument("--split", default="80/10/10", help="train/val/test percentages (default 80/10/10)")
+    parser.add_argument("--min-side", type=int, default=64, help="drop images whose shorter side is smaller")
+    parser.add_argument("--seed", type=int, default=42, help="seed of the cap and the split")
+    parser.add_argument("--workers", type=int, default=os.cpu_count() or 1, help="processes that decode images")
+    parser.add_argument("--overwrite", action="store_true", help="replace a dataset already prepared in --out")
+    parser.add_argument(
+        "--download",
+        action="store_true",
+        help="fetch both datasets with kagglehub first (needs Kaggle credentials and internet)",
+    )
+    args = parser.parse_args(argv)
+    cats, rooms = args.cats, args.rooms
+    if args.download:
+        cats, rooms = download_datasets()
+    if cats is None:
+        parser.error("give --cats (or --download)")
+    try:
+        fractions = tuple(float(part) / 100 for part in args.split.split("/"))
+    except ValueError:
+        parser.error(f"--split {args.split!r} is not like 80/10/10")
+    if len(fractions) != 3:
+        parser.error(f"--split {args.split!r} needs three parts")
+    return PrepareConfig(
+        cats_dir=cats,
+        rooms_dir=rooms,
+        out_dir=args.out,
+        size_px=args.size,
+        max_per_class=args.max_per_class,
+        fractions=fractions,
+        min_side_px=args.min_side,
+        seed=args.seed,
+        workers=args.workers,
+        overwrite=args.overwrite,
+    )
+
+
+def download_datasets() -> tuple[Path, Path]:
+    """Both datasets through kagglehub (cached by it); needs `pip install kagglehub` and Kaggle credentials."""
+    try:
+        import kagglehub
+    except ImportError:
+        raise SystemExit("--download needs kagglehub: pip install -r requirements-train.txt") from None
+    cats = Path(kagglehub.dataset_download("ma7555/cat-breeds-dataset"))
+    rooms = Path(kagglehub.dataset_download("robinreni/house-rooms-image-dataset"))
+    return cats, rooms
+
+
+def guard_output(config: PrepareConfig) -> None:
+    """Refuse to mix two preparations in one folder; with --overwrite, clear the old one first."""
+    out = config.out_dir
+    if (out / MANIFEST).exists() or (out / STAGING).exists() or any((out / split).exists() for split in SPLITS):
+        if not config.overwrite:
+            raise FileExistsError(f"{out} already holds a prepared dataset; pass --overwrite to replace it")
+        for name in (*SPLITS, STAGING):
+            shutil.rmtree(out / name, ignore_errors=True)
+        for name in (MANIFEST, "report.json", "report.md", "class_distribution.png"):
+            (out / name).unlink(missing_ok=True)
+    out.mkdir(parents=True, exist_ok=True)
+
+
+def images_under(folder: Path) -> list[Path]:
+    return sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+
+
+def collect_sources(config: PrepareConfig) -> tuple[list[Source], dict[str, object]]:
+    """Every candidate image with its class: breeds from `images/<Breed>/`, "No cat" from every room folder."""
+    images_dir = config.cats_dir / "images"
+    if not images_dir.is_dir():
+        raise FileNotFoundError(f"{images_dir} not found: --cats must be the dataset folder holding images/")
+    sources = [
+        Source(path, path.relative_to(images_dir).parts[0], "cats")
+        for path in images_under(images_dir)
+        if len(path.relative_to(images_dir).parts) == 2
+    ]
+    if config.rooms_dir is not None:
+        if not config.rooms_dir.is_dir():
+            raise FileNotFoundError(f"{config.rooms_dir} not found")
+        sources += [Source(path, NO_CAT, f"rooms/{path.parent.name}") for path in images_under(config.rooms_dir)]
+    if not sources:
+        raise ValueError(f"no images found under {images_dir}")
+    return sources, check_against_csv(config.cats_dir / "data" / "cats.csv", sources)
+
+
+def check_against_csv(csv_path: Path, sources: list[Source]) -> dict[str, object]:
+    """Compare folder breeds with the dataset's own table (file names start with the cat's id); report only."""
+    if not csv_path.is_file():
+        return {"cats_csv": "absent"}
+    with csv_path.open(newline="", encoding="utf-8") as handle:
+        breed_by_id = {row["id"]: row["breed"] for row in csv.DictReader(handle) if "id" in row and "breed" in row}
+    cats = [s for s in sources if s.origin == "cats"]
+    ids = [s.path.stem.split("_")[0] for s in cats]
+    listed = [breed_by_id.get(i) for i in ids]
+    return {
+        "cats_csv": "present",
+        "csv_rows": len(breed_by_id),
+        "images_listed_in_csv": sum(b is not None for b in listed),
+        "folder_breed_differs_from_csv": sum(b is not None and b != s.label for b, s in zip(listed, cats, strict=True)),
+    }
+
+
+def screen(sources: list[Source], config: PrepareConfig) -> list[Screened]:
+    """Hash, decode, check and resize every image once; resized pixels wait in a staging folder under their hash."""
+    staging = config.out_dir / STAGING
+    staging.mkdir(parents=True, exist_ok=True)
+    jobs = [(source, config.size_px, config.min_side_px, staging) for source in sources]
+    return list(_parallel(_screen_one, jobs, config.workers, "decoding"))
+
+
+def _screen_one(job: tuple[Source, int, int, Path]) -> Screened:
+    source, size_px, min_side_px, staging = job
+    try:
+        data = source.path.read_bytes()
+    except OSError:
+        return Screened(source, dropped="unreadable")
+    sha = hashlib.sha256(data).hexdigest()
+    limits = DecodeLimits(max_pixels=DEFAULT_MAX_IMAGE_PIXELS)
+    try:
+        # The same two steps as serving's prepare_image; the decoded size is needed for the size check. Draft
+        # decoding only ever shrinks images of at least twice the training size, so the check is unaffected.
+        image = decode_image(data, limits, draft_size_px=(size_px, size_px))
+    except ClassifierError:
+        return Screened(source, sha, dropped="unreadable")
+    width, height = image.size
+    if min(width, height) < min_side_px:
+        return Screened(source, sha, width, height, dropped="too_small")
+    target = staging / f"{sha}.png"
+    if not target.exists():
+        # Two copies of one image may be decoded at once in two processes: write aside, then rename atomically.
+        partial = staging / f"{sha}.{os.getpid()}.part"
+        Image.fromarray(resize_to_input(image, (size_px, size_px))).save(partial, format="PNG", compress_level=1)
+        partial.replace(target)
+    return Screened(source, sha, width, height)
+
+
+def _parallel(function: Callable, jobs: list, workers: int, description: str) -> Iterator:
+    progress = {"total": len(jobs), "desc": description, "unit": "img", "disable": None}
+    if workers == 1:
+        yield from tqdm(map(function, jobs), **progress)
+        return
+    with ProcessPoolExecutor(max_workers=workers) as pool:
+        yield from tqdm(pool.map(function, jobs, chunksize=32), **progress)
+
+
+def drop_duplicates(screened: list[Screened]) -> tuple[list[Screened], list[Screened]]:
+    """Keep the first image of each content hash (sources are in sorted order), wherever the copies are."""
+    seen: set[str] = set()
+    kept, duplicates = [], []
+    for item in screened:
+        if item.dropped:
+            continue
+        (duplicates if item.sha256 in seen else kept).append(item)
+        seen.add(item.sha256)
+    return kept, duplicates
+
+
+def cap_per_class(kept: list[Screened], config: PrepareConfig) -> dict[str, list[Screened]]:
+    by_class: dict[str, list[Screened]] = defaultdict(list)
+    for item in kept:
+        by_class[item.source.label].append(item)
+    rng = random.Random(config.seed)
+    return {
+        label: sorted(rng.sample(items, min(len(items), config.max_per_class)), key=lambda s: s.source.path)
+        for label, items in sorted(by_class.items())
+    }
+
+
+def split_stratified(by_class: dict[str, list[Screened]], config: PrepareConfig) -> dict[str, dict[str, list]]:
+    """Per class: a seeded shuffle, then the first fraction to train, the next to val, the rest to test."""
+    rng = random.Random(config.seed + 1)
+    splits: dict[str, dict[str, list[Screened]]] = {split: {} for split in SPLITS}
+    for label, items in by_class.items():
+        shuffled = items[:]
+        rng.shuffle(shuffled)
+        n_val = round(len(shuffled) * config.fractions[1])
+        n_test = round(len(shuffled) * config.fractions[2])
+        n_train = len(shuffled) - n_val - n_test
+        splits["train"][label] = shuffled[:n_train]
+        splits["val"][label] = shuffled[n_train : n_train + n_val]
+        splits["test"][label] = shuffled[n_train + n_val :]
+    return splits
+
+
+def place_files(splits: dict[str, dict[str, list[Screened]]], config: PrepareConfig) -> list[dict[str, object]]:
+    """Move the chosen staged images into split/class folders; drop the staging folder."""
+    staging = config.out_dir / STAGING
+    rows = []
+    for split, by_class in splits.items():
+        for label, items in by_class.items():
+            folder = config.out_dir / split / label
+            folder.mkdir(parents=True, exist_ok=True)
+            for item in items:
+                relative = Path(split) / label / f"{item.sha256}.png"
+                (staging / f"{item.sha256}.png").replace(config.out_dir / relative)
+                rows.append(
+                    {
+                        "split": split,
+                        "class": label,
+                        "file": relative.as_posix(),
+                        "source": str(item.source.path),
+                        "sha256": item.sha256,
+                        "width": item.width,
+                        "height": item.height,
+                    }
+                )
+    shutil.rmtree(staging, ignore_errors=True)
+    return rows
+
+
+def build_report(
+    sources: list[Source],
+    screened: list[Screened],
+    duplicates: list[Screened],
+    kept: list[Screened],
+    rows: list[dict[str, object]],
+    csv_check: dict[str, object],
+    config: PrepareConfig,
+) -> dict:
+    dropped = Counter(item.dropped for item in screened if item.dropped)
+    per_split = {split: Counter(row["class"] for row in rows if row["split"] == split) for split in SPLITS}
+    return {
+        "config": {
+            "size_px": config.size_px,
+            "max_per_class": config.max_per_class,
+            "split": config.fractions,
+            "seed": config.seed,
+            "min_side_px": config.min_side_px,
+        },
+        "sources": {
+            "images_found": len(sources),
+            "by_origin": dict(Counter(s.origin.split("/")[0] for s in sources)),
+            "room_types": dict(Counter(s.origin for s in sources if s.origin.startswith("rooms/"))),
+            **csv_check,
+        },
+        "dropped": {
+            "unreadable": dropped.get("unreadable", 0),
+            "too_small": dropped.get("too_small", 0),
+            "duplicates": len(duplicates),
+        },
+        "classes": {
+            label: {
+                "found": sum(s.label == label for s in sources),
+                "usable": sum(k.source.label == label for k in kept),
+                **{split: per_split[split].get(label, 0) for split in SPLITS},
+            }
+            for label in sorted({s.label for s in sources})
+        },
+        "totals": {split: sum(per_split[split].values()) for split in SPLITS},
+    }
+
+
+def write_outputs(rows: list[dict[str, object]], report: dict, config: PrepareConfig) -> None:
+    out = config.out_dir
+    with (out / MANIFEST).open("w", newline="", encoding="utf-8") as handle:
+        writer = csv.DictWriter(handle, fieldnames=MANIFEST_COLUMNS)
+        writer.writeheader()
+        writer.writerows(rows)
+    report["manifest_sha256"] = hashlib.sha256((out / MANIFEST).read_bytes()).hexdigest()
+    (out / "report.json").write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+    (out / "report.md").write_text(report_markdown(report), encoding="utf-8")
+    plot_class_distribution(report["classes"], out / "class_distribution.png")
+
+
+def report_markdown(report: dict) -> str:
+    lines = [
+        "# Prepared dataset",
+        "",
+        f"Images found: {report['sources']['images_found']}; "
+        f"dropped: {report['dropped']}; kept per split: {report['totals']}.",
+        "",
+        "| class | found | usable (after dropping) | train | val | test |",
+        "| --- | --- | --- | --- | --- | --- |",
+    ]
+    lines += [
+        f"| {label} | {c['found']} | {c['usable']} | {c['train']} | {c['val']} | {c['test']} |"
+        for label, c in report["classes"].items()
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def plot_class_distribution(classes: dict[str, dict[str, int]], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    labels = list(classes)
+    usable = [classes[c]["usable"] for c in labels]
+    kept = [classes[c]["train"] + classes[c]["val"] + classes[c]["test"] for c in labels]
+    figure, axes = plt.subplots(figsize=(9, max(3, 0.22 * len(labels))))
+    axes.barh(labels, usable, color="#c8d6e5", label="usable before the cap")
+    axes.barh(labels, kept, color="#2e86de", label="kept (train + val + test)")
+    axes.invert_yaxis()
+    axes.set_xlabel("images")
+    axes.legend(loc="lower right")
+    axes.set_title("Images per class")
+    figure.tight_layout()
+    figure.savefig(path, dpi=100)
+    plt.close(figure)
+
+
+def read_manifest(prepared_dir: Path) -> list[dict[str, str]]:
+    """The manifest rows of a prepared dataset."""
+    path = prepared_dir / MANIFEST
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} not found: run training.prepare_dataset first")
+    with path.open(newline="", encoding="utf-8") as handle:
+        return list(csv.DictReader(handle))
+
+
+def class_names(rows: Iterable[dict[str, str]]) -> list[str]:
+    """Class names in a stable order (sorted), which is the model's output order."""
+    return sorted({row["class"] for row in rows})
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,357 @@
+"""Fine-tune the breed classifier on a prepared dataset (run it on a GPU instance; it runs on CPU too, slowly).
+
+    python -m training.train --data data/prepared --run runs/b4
+
+Two phases, in the order of the keras-io EfficientNet fine-tuning recipe: first the new head on a frozen
+backbone, then the top of the backbone at a lower learning rate with BatchNorm kept frozen (its statistics were
+learnt on far more images than ours; updating them on small batches wrecks the features). Writes into the run
+folder: `model.keras` (best checkpoint by validation top-5), its sidecar `model.json` (labels, input spec, metrics,
+the data manifest's hash), `history.csv`, `curves.png` and TensorBoard logs. `python -m conversion.convert
+runs/b4/model.keras ...` converts the result with no extra step.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import hashlib
+import json
+import sys
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from lambda_function.model_contract import InputSpec, ModelCard, write_sidecar
+from training.model import BACKBONES, DEFAULT_BACKBONE
+from training.prepare_dataset import MANIFEST, class_names, read_manifest
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Training settings; `python -m training.train --help` lists them as flags."""
+
+    data_dir: Path
+    run_dir: Path
+    backbone: str = DEFAULT_BACKBONE
+    weights: str | None = "imagenet"
+    batch_size: int = 32
+    head_epochs: int = 5
+    fine_tune_epochs: int = 10
+    head_learning_rate: float = 1e-3
+    fine_tune_learning_rate: float = 1e-4
+    fine_tune_fraction: float = 0.2
+    dropout: float = 0.3
+    label_smoothing: float = 0.1
+    class_weights: bool = False
+    patience: int = 3
+    cache: str = "disk"
+    max_steps_per_epoch: int | None = None
+    seed: int = 42
+
+    def __post_init__(self) -> None:
+        if self.backbone not in BACKBONES:
+            raise ValueError(f"unknown backbone {self.backbone!r}; choose one of {sorted(BACKBONES)}")
+        if self.weights not in ("imagenet", None):
+            raise ValueError("weights must be 'imagenet' or none")
+        if not 0 <= self.fine_tune_fraction <= 1:
+            raise ValueError("--fine-tune-fraction must be between 0 and 1")
+        if self.head_epochs < 1 or self.fine_tune_epochs < 0 or self.batch_size < 1:
+            raise ValueError("--head-epochs must be at least 1, --fine-tune-epochs at least 0, --batch-size at least 1")
+        if self.cache not in ("disk", "memory", "none"):
+            raise ValueError("--cache must be disk, memory or none")
+
+
+def main(argv: list[str] | None = None) -> int:
+    try:
+        config = parse_args(argv)
+        rows = read_manifest(config.data_dir)
+    except (ValueError, FileNotFoundError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    import keras
+
+    keras.utils.set_random_seed(config.seed)
+    strategy = configure_devices()
+    labels = class_names(rows)
+    size_px = prepared_size_px(config.data_dir)
+    datasets = {split: make_dataset(rows, split, labels, size_px, config) for split in ("train", "val")}
+    config.run_dir.mkdir(parents=True, exist_ok=True)
+    with strategy.scope():
+        model = build_model(len(labels), size_px, config)
+    history = train_head(model, datasets, config)
+    if config.fine_tune_epochs:
+        history += fine_tune(model, datasets, config, best_top5=max(h["val_top5"] for h in history))
+    best = keras.saving.load_model(config.run_dir / "model.keras", compile=True)
+    metrics = best.evaluate(datasets["val"], verbose=0, return_dict=True)
+    write_run_outputs(config, labels, size_px, history, metrics)
+    print(json.dumps({"val_" + k: round(float(v), 4) for k, v in metrics.items()}))
+    return 0
+
+
+def parse_args(argv: list[str] | None) -> TrainConfig:
+    parser = argparse.ArgumentParser(prog="python -m training.train", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--data", type=Path, required=True, help="a folder written by training.prepare_dataset")
+    parser.add_argument("--run", type=Path, required=True, help="the run folder for the model and logs")
+    parser.add_argument("--backbone", default=DEFAULT_BACKBONE, choices=sorted(BACKBONES), help="default %(default)s")
+    parser.add_argument(
+        "--weights",
+        default="imagenet",
+        choices=["imagenet", "none"],
+        help="backbone initialisation (Keras' EfficientNets download theirs on first use)",
+    )
+    parser.add_argument("--batch-size", type=int, default=32, help="images per step, over all GPUs (default 32)")
+    parser.add_argument("--head-epochs", type=int, default=5, help="phase 1: the head on a frozen backbone")
+    parser.add_argument("--fine-tune-epochs", type=int, default=10, help="phase 2: the top of the backbone too")
+    parser.add_argument("--head-lr", type=float, default=1e-3, help="phase 1 learning rate (Adam)")
+    parser.add_argument("--fine-tune-lr", type=float, default=1e-4, help="phase 2 learning rate (Adam)")
+    parser.add_argument(
+        "--fine-tune-fraction",
+        type=float,
+        default=0.2,
+        help="share of the backbone's layers (from the top) unfrozen in phase 2; BatchNorm stays frozen",
+    )
+    parser.add_argument("--dropout", type=float, default=0.3, help="dropout before the output layer (default 0.3)")
+    parser.add_argument("--label-smoothing", type=float, default=0.1, help="label smoothing of the loss (default 0.1)")
+    parser.add_argument("--class-weights", action="store_true", help="weight classes by inverse frequency")
+    parser.add_argument("--patience", type=int, default=3, help="early stopping patience, in epochs")
+    parser.add_argument(
+        "--cache",
+        default="disk",
+        choices=["disk", "memory", "none"],
+        help="where tf.data caches decoded images (disk: a file in the run folder)",
+    )
+    parser.add_argument("--max-steps-per-epoch", type=int, help="cap the steps per epoch (smoke runs)")
+    parser.add_argument("--seed", type=int, default=42, help="seed of weights, shuffling and augmentation")
+    args = parser.parse_args(argv)
+    return TrainConfig(
+        data_dir=args.data,
+        run_dir=args.run,
+        backbone=args.backbone,
+        weights=None if args.weights == "none" else args.weights,
+        batch_size=args.batch_size,
+        head_epochs=args.head_epochs,
+        fine_tune_epochs=args.fine_tune_epochs,
+        head_learning_rate=args.head_lr,
+        fine_tune_learning_rate=args.fine_tune_lr,
+        fine_tune_fraction=args.fine_tune_fraction,
+        dropout=args.dropout,
+        label_smoothing=args.label_smoothing,
+        class_weights=args.class_weights,
+        patience=args.patience,
+        cache=args.cache,
+        max_steps_per_epoch=args.max_steps_per_epoch,
+        seed=args.seed,
+    )
+
+
+def configure_devices() -> Any:
+    """Mixed precision and a MirroredStrategy over all GPUs when there are GPUs; the default strategy on CPU."""
+    import keras
+    import tensorflow as tf
+
+    gpus = tf.config.list_physical_devices("GPU")
+    if not gpus:
+        return tf.distribute.get_strategy()
+    keras.mixed_precision.set_global_policy("mixed_float16")
+    return tf.distribute.MirroredStrategy()
+
+
+def prepared_size_px(data_dir: Path) -> int:
+    return int(json.loads((data_dir / "report.json").read_text(encoding="utf-8"))["config"]["size_px"])
+
+
+def decode_prepared(path: Any) -> Any:
+    """A prepared PNG to float32 RGB in [0, 255]: exactly the pixels `lambda_function.preprocessing` computed."""
+    import tensorflow as tf
+
+    return tf.cast(tf.io.decode_png(tf.io.read_file(path), channels=3), tf.float32)
+
+
+def make_dataset(rows: list[dict[str, str]], split: str, labels: list[str], size_px: int, config: TrainConfig) -> Any:
+    """tf.data pipeline: parallel decode, cache, shuffle (train), batch, augmentation (train only), prefetch."""
+    import tensorflow as tf
+
+    chosen = [row for row in rows if row["split"] == split]
+    if not chosen:
+        raise ValueError(f"the prepared dataset has no {split} images")
+    paths = [str(config.data_dir / row["file"]) for row in chosen]
+    indices = [labels.index(row["class"]) for row in chosen]
+    dataset = tf.data.Dataset.from_tensor_slices((paths, indices))
+    dataset = dataset.map(
+        lambda path, index: (decode_prepared(path), tf.one_hot(index, len(labels))), num_parallel_calls=tf.data.AUTOTUNE
+    )
+    dataset = dataset.map(lambda image, label: (tf.ensure_shape(image, (size_px, size_px, 3)), label))
+    if config.cache == "memory":
+        dataset = dataset.cache()
+    elif config.cache == "disk":
+        dataset = dataset.cache(str(config.run_dir / f"cache-{split}"))
+    if split == "train":
+        dataset = dataset.shuffle(min(len(paths), 4096), seed=config.seed, reshuffle_each_iteration=True)
+    dataset = dataset.batch(config.batch_size)
+    if split == "train":
+        augment = augmentation()
+        dataset = dataset.map(
+            lambda images, y: (augment(images, training=True), y), num_parallel_calls=tf.data.AUTOTUNE
+        )
+    if config.max_steps_per_epoch:
+        dataset = dataset.take(config.max_steps_per_epoch)
+    return dataset.prefetch(tf.data.AUTOTUNE)
+
+
+def augmentation() -> Any:
+    """Random flip, small rotation, zoom and contrast: applied to training batches only, never saved in the model."""
+    import keras
+
+    return keras.Sequential(
+        [
+            keras.layers.RandomFlip("horizontal"),
+            keras.layers.RandomRotation(0.05),
+            keras.layers.RandomZoom(0.1),
+            keras.layers.RandomContrast(0.1),
+        ],
+        name="augmentation",
+    )
+
+
+def build_model(num_classes: int, size_px: int, config: TrainConfig) -> Any:
+    from training.model import build_classifier
+
+    return build_classifier(num_classes, config.backbone, size_px, config.weights, config.dropout)
+
+
+def compile_model(model: Any, learning_rate: float, config: TrainConfig) -> None:
+    import keras
+
+    model.compile(
+        optimizer=keras.optimizers.Adam(learning_rate),
+        loss=keras.losses.CategoricalCrossentropy(label_smoothing=config.label_smoothing),
+        metrics=[
+            keras.metrics.CategoricalAccuracy(name="accuracy"),
+            keras.metrics.TopKCategoricalAccuracy(k=5, name="top5"),
+        ],
+    )
+
+
+def callbacks(config: TrainConfig, best_top5: float | None = None) -> list[Any]:
+    import keras
+
+    return [
+        keras.callbacks.ModelCheckpoint(
+            config.run_dir / "model.keras",
+            monitor="val_top5",
+            mode="max",
+            save_best_only=True,
+            initial_value_threshold=best_top5,
+        ),
+        keras.callbacks.EarlyStopping(monitor="val_top5", mode="max", patience=config.patience),
+        keras.callbacks.ReduceLROnPlateau(monitor="val_loss", factor=0.3, patience=max(1, config.patience // 2)),
+        keras.callbacks.CSVLogger(config.run_dir / "history.csv", append=True),
+        keras.callbacks.TensorBoard(config.run_dir / "tensorboard"),
+    ]
+
+
+def class_weight_map(datasets: dict[str, Any], config: TrainConfig) -> dict[int, float] | None:
+    if not config.class_weights:
+        return None
+    import numpy as np
+
+    counts = np.zeros(0)
+    for _, labels in datasets["train"]:
+        batch_counts = labels.numpy().sum(axis=0)
+        counts = batch_counts if counts.size == 0 else counts + batch_counts
+    return {i: float(counts.sum() / (len(counts) * max(c, 1))) for i, c in enumerate(counts)}
+
+
+def train_head(model: Any, datasets: dict[str, Any], config: TrainConfig) -> list[dict[str, float]]:
+    """Phase 1: the backbone frozen, the new head trained."""
+    model.get_layer("backbone").trainable = False
+    compile_model(model, config.head_learning_rate, config)
+    fit = model.fit(
+        datasets["train"],
+        validation_data=datasets["val"],
+        epochs=config.head_epochs,
+        callbacks=callbacks(config),
+        class_weight=class_weight_map(datasets, config),
+        verbose=2,
+    )
+    return _epochs(fit.history)
+
+
+def unfreeze_top(model: Any, fraction: float) -> None:
+    """Unfreeze the top `fraction` of the backbone's layers, except BatchNormalization (see the module docstring)."""
+    import keras
+
+    backbone = model.get_layer("backbone")
+    backbone.trainable = True
+    layers = backbone.layers
+    first_trainable = int(len(layers) * (1 - fraction))
+    for index, layer in enumerate(layers):
+        layer.trainable = index >= first_trainable and not isinstance(layer, keras.layers.BatchNormalization)
+
+
+def fine_tune(model: Any, datasets: dict[str, Any], config: TrainConfig, best_top5: float) -> list[dict[str, float]]:
+    """Phase 2: the top of the backbone too, at a lower learning rate; keeps phase 1's best unless beaten."""
+    unfreeze_top(model, config.fine_tune_fraction)
+    compile_model(model, config.fine_tune_learning_rate, config)
+    fit = model.fit(
+        datasets["train"],
+        validation_data=datasets["val"],
+        initial_epoch=config.head_epochs,
+        epochs=config.head_epochs + config.fine_tune_epochs,
+        callbacks=callbacks(config, best_top5),
+        class_weight=class_weight_map(datasets, config),
+        verbose=2,
+    )
+    return _epochs(fit.history)
+
+
+def _epochs(history: dict[str, list[float]]) -> list[dict[str, float]]:
+    return [{key: float(values[i]) for key, values in history.items()} for i in range(len(history["loss"]))]
+
+
+def write_run_outputs(
+    config: TrainConfig, labels: list[str], size_px: int, history: list[dict[str, float]], metrics: dict[str, float]
+) -> None:
+    import tensorflow as tf
+
+    manifest_sha256 = hashlib.sha256((config.data_dir / MANIFEST).read_bytes()).hexdigest()
+    card = ModelCard(
+        name=f"{config.backbone}-cat-breeds",
+        version=dt.datetime.now(dt.UTC).strftime("%Y%m%d%H%M%S"),
+        labels=tuple(labels),
+        input=InputSpec(height_px=size_px, width_px=size_px),
+        provenance={
+            "created_by": "training/train.py",
+            "tensorflow": tf.__version__,
+            "data_manifest_sha256": manifest_sha256,
+            "config": {k: str(v) if isinstance(v, Path) else v for k, v in asdict(config).items()},
+        },
+        metrics={"val_" + k: round(float(v), 4) for k, v in metrics.items()} | {"epochs_run": len(history)},
+    )
+    write_sidecar(config.run_dir / "model.keras", card)
+    plot_curves(history, config.run_dir / "curves.png", phase_boundary=config.head_epochs)
+
+
+def plot_curves(history: list[dict[str, float]], path: Path, phase_boundary: int) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    epochs = range(1, len(history) + 1)
+    figure, axes = plt.subplots(1, 3, figsize=(13, 3.6))
+    for axis, metric in zip(axes, ("loss", "accuracy", "top5"), strict=True):
+        axis.plot(epochs, [h[metric] for h in history], label="train")
+        axis.plot(epochs, [h[f"val_{metric}"] for h in history], label="validation")
+        if phase_boundary < len(history):
+            axis.axvline(phase_boundary + 0.5, color="grey", linestyle=":", label="fine-tuning starts")
+        axis.set_title(metric)
+        axis.set_xlabel("epoch")
+        axis.legend()
+    figure.tight_layout()
+    figure.savefig(path, dpi=100)
+    plt.close(figure)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
