@@ -8,10 +8,8 @@ from pathlib import Path
 import numpy as np
 
 from lambda_function.errors import ClassifierError
-from lambda_function.preprocessing import DecodeLimits, prepare_image
+from lambda_function.preprocessing import IMAGE_SUFFIXES, DecodeLimits, prepare_image
 from lambda_function.settings import DEFAULT_MAX_IMAGE_PIXELS
-
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".gif", ".bmp", ".tif", ".tiff", ".heic", ".heif"}
 
 
 def list_images(folder: Path) -> list[Path]:

@@ -1,7 +1,8 @@
 """Local use without AWS or Docker: `python -m lambda_function predict|invoke|serve|openapi`.
 
 `predict` classifies a file or URL and prints a table; `invoke` runs the Lambda handler on an event file as
-`sam local invoke -e` does; `serve` starts the local HTTP server; `openapi` prints the API document.
+`sam local invoke -e` does (API Gateway events go to the API handler, S3 events to the tagging handler); `serve`
+starts the local HTTP server; `backfill` tags photos already in a bucket; `openapi` prints the API document.
 """
 
 from __future__ import annotations
@@ -73,7 +74,12 @@ def _parser() -> argparse.ArgumentParser:
     openapi = commands.add_parser("openapi", help="print the OpenAPI document of the API")
     openapi.set_defaults(run=_openapi)
 
-    for sub in (predict, invoke, serve):
+    backfill = commands.add_parser("backfill", help="tag the photos already in s3://BUCKET/PREFIX (resumable)")
+    backfill.add_argument("s3_url", help="s3://BUCKET/PREFIX")
+    backfill.add_argument("--workers", type=int, default=8, help="objects processed at once (default 8)")
+    backfill.set_defaults(run=_backfill)
+
+    for sub in (predict, invoke, serve, backfill):
         sub.add_argument("--model", type=Path, help="a .tflite model with its .json sidecar (default: $MODEL_PATH)")
     return parser
 
@@ -118,7 +124,10 @@ def _invoke(args: argparse.Namespace) -> int:
     event = json.loads(args.event.read_text(encoding="utf-8"))
     # EMF metrics are printed to stdout when the handler returns; keep stdout for the response alone.
     with contextlib.redirect_stdout(sys.stderr):
-        from lambda_function.handler import lambda_handler
+        if "Records" in event:
+            from lambda_function.tagging_handler import lambda_handler
+        else:
+            from lambda_function.handler import lambda_handler
 
         response = lambda_handler(event, LocalLambdaContext())
     print(json.dumps(response, indent=2))
@@ -130,6 +139,25 @@ def _serve(args: argparse.Namespace) -> int:
 
     serve(host=args.host, port=args.port)
     return 0
+
+
+def _backfill(args: argparse.Namespace) -> int:
+    import boto3
+
+    from lambda_function.backfill import backfill, parse_s3_url
+    from lambda_function.s3_tagging import S3Tagger
+    from lambda_function.service import get_service
+
+    try:
+        bucket, prefix = parse_s3_url(args.s3_url)
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    service = get_service()
+    tagger = S3Tagger(service, boto3.client("s3"), service.settings.s3_max_object_bytes)
+    summary = backfill(tagger, bucket, prefix, workers=args.workers)
+    print(json.dumps(summary))
+    return 1 if summary.get("failed") else 0
 
 
 def _openapi(_args: argparse.Namespace) -> int:

@@ -26,6 +26,8 @@ pillow_heif.register_heif_opener()
 
 # EPS, PDF, PSD and the other exotic parsers never see client bytes. HEIF covers HEIC photos from phones.
 ALLOWED_FORMATS = ("JPEG", "PNG", "WEBP", "GIF", "BMP", "TIFF", "HEIF")
+# The file name endings of those formats, for listing folders and buckets (the content decides, not the name).
+IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".webp", ".gif", ".bmp", ".tif", ".tiff", ".heic", ".heif"})
 RESAMPLING = Image.Resampling.BILINEAR  # antialiased when shrinking, as Pillow implements it
 TRANSPARENT_BACKGROUND = (255, 255, 255)
 # Draft decoding stops at a scale that still covers twice the model's input, so the final resize always shrinks

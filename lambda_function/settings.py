@@ -23,6 +23,8 @@ DEFAULT_MAX_UPLOAD_BYTES = 4_500_000
 DEFAULT_MAX_FETCH_BYTES = 10_000_000
 # A 48-megapixel phone photo passes; a decompression bomb (typically gigapixels) does not.
 DEFAULT_MAX_IMAGE_PIXELS = 50_000_000
+# Photos in the bucket come straight from cameras and phones, so they may be larger than a URL download.
+DEFAULT_S3_MAX_OBJECT_BYTES = 20_000_000
 
 
 class SettingsError(ValueError):
@@ -60,6 +62,7 @@ class Settings:
     jpeg_draft: bool = True
     max_image_pixels: int = DEFAULT_MAX_IMAGE_PIXELS
     max_upload_bytes: int = DEFAULT_MAX_UPLOAD_BYTES
+    s3_max_object_bytes: int = DEFAULT_S3_MAX_OBJECT_BYTES
     fetch: FetchSettings = field(default_factory=FetchSettings)
 
     @classmethod
@@ -85,6 +88,7 @@ class Settings:
             jpeg_draft=_bool(env, "JPEG_DRAFT", default=True),
             max_image_pixels=_number(env, "MAX_IMAGE_PIXELS", DEFAULT_MAX_IMAGE_PIXELS, int),
             max_upload_bytes=_number(env, "MAX_UPLOAD_BYTES", DEFAULT_MAX_UPLOAD_BYTES, int),
+            s3_max_object_bytes=_number(env, "S3_MAX_OBJECT_BYTES", DEFAULT_S3_MAX_OBJECT_BYTES, int),
             fetch=fetch,
         )
 

@@ -30,9 +30,8 @@ from pathlib import Path
 from PIL import Image
 from tqdm import tqdm
 
-from conversion.image_folder import IMAGE_SUFFIXES
 from lambda_function.errors import ClassifierError
-from lambda_function.preprocessing import DecodeLimits, decode_image, resize_to_input
+from lambda_function.preprocessing import IMAGE_SUFFIXES, DecodeLimits, decode_image, resize_to_input
 from lambda_function.settings import DEFAULT_MAX_IMAGE_PIXELS
 
 NO_CAT = "No cat"
