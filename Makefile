@@ -3,6 +3,9 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
+# Linters of the deployment files, each in its own environment: their pins clash with the application's.
+INFRA_STAMP := .venv-infra/.installed-stamp
+CHECKOV_STAMP := .venv-checkov/.installed-stamp
 PHOTOS := ../shared/photos
 DEMO_PHOTOS := $(PHOTOS)/cats/Siamese_109.jpg $(PHOTOS)/cats/Persian_14.jpg $(PHOTOS)/cats/Egyptian_Mau_10.jpg \
                $(PHOTOS)/cats/Bengal_109.jpg $(PHOTOS)/dogs/american_bulldog_106.jpg
@@ -20,7 +23,17 @@ $(STAMP): requirements.txt requirements-dev.txt
 demo: $(STAMP)
 	@for photo in $(DEMO_PHOTOS); do $(PY) -m lambda_function predict $$photo --top-k 3 || exit 1; done
 
-test: $(STAMP)
+$(INFRA_STAMP): requirements-infra.txt
+	$(PYTHON) -m venv .venv-infra
+	.venv-infra/bin/python -m pip install --quiet --disable-pip-version-check -r requirements-infra.txt
+	touch $(INFRA_STAMP)
+
+$(CHECKOV_STAMP): requirements-checkov.txt
+	$(PYTHON) -m venv .venv-checkov
+	.venv-checkov/bin/python -m pip install --quiet --disable-pip-version-check -r requirements-checkov.txt
+	touch $(CHECKOV_STAMP)
+
+test: $(STAMP) $(INFRA_STAMP) $(CHECKOV_STAMP)
 	$(PY) -m ruff check .
 	$(PY) -m ruff format --check .
 	$(PY) -m pytest
@@ -46,4 +59,4 @@ openapi: $(STAMP)
 	$(PY) -m lambda_function openapi > docs/openapi.json
 
 clean:
-	rm -rf build .pytest_cache .ruff_cache
+	rm -rf build .pytest_cache .ruff_cache .venv-runtime

@@ -67,8 +67,9 @@ def _parser() -> argparse.ArgumentParser:
     invoke.set_defaults(run=_invoke)
 
     serve = commands.add_parser("serve", help="serve the API on http://127.0.0.1:9696, like sam local start-api")
-    serve.add_argument("--host", default="127.0.0.1")
-    serve.add_argument("--port", type=int, default=9696)
+    serve.add_argument("--host", default="127.0.0.1", help="address to listen on (0.0.0.0 in a container)")
+    serve.add_argument("--port", type=int, default=9696, help="port to listen on (default 9696)")
+    serve.add_argument("--workers", type=int, default=1, help="server processes, each with its own model")
     serve.set_defaults(run=_serve)
 
     openapi = commands.add_parser("openapi", help="print the OpenAPI document of the API")
@@ -137,7 +138,7 @@ def _invoke(args: argparse.Namespace) -> int:
 def _serve(args: argparse.Namespace) -> int:
     from lambda_function.local_server import serve
 
-    serve(host=args.host, port=args.port)
+    serve(host=args.host, port=args.port, workers=args.workers)
     return 0
 
 

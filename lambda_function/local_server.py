@@ -24,7 +24,12 @@ def create_app() -> HttpResolverLocal:
     return app
 
 
-def serve(host: str = DEFAULT_HOST, port: int = DEFAULT_PORT) -> None:
+def serve(host: str = DEFAULT_HOST, port: int = DEFAULT_PORT, workers: int = 1) -> None:
+    """Serve until interrupted; with several workers, each process loads its own model and takes one request
+    at a time, as a Lambda container does (the Kubernetes deployment scales pods rather than workers)."""
     import uvicorn
 
-    uvicorn.run(create_app(), host=host, port=port, log_level="info")
+    if workers > 1:
+        uvicorn.run("lambda_function.local_server:create_app", factory=True, host=host, port=port, workers=workers)
+    else:
+        uvicorn.run(create_app(), host=host, port=port, log_level="info")
