@@ -139,3 +139,18 @@ def connection_log(monkeypatch: pytest.MonkeyPatch) -> ConnectionLog:
 
     monkeypatch.setattr(socket.socket, "connect", recording_connect)
     return log
+
+
+@pytest.fixture(scope="session")
+def s3_endpoint() -> Iterator[str]:
+    """A real S3-compatible server (moto in server mode) on loopback; boto3 clients reach it over HTTP."""
+    from moto.server import ThreadedMotoServer
+
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    endpoint = f"http://{host}:{port}"
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("AWS_ENDPOINT_URL_S3", endpoint)  # boto3 reads it, in the handler as everywhere
+        yield endpoint
+    server.stop()

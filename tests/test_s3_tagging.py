@@ -5,8 +5,6 @@ from __future__ import annotations
 import copy
 import importlib
 import json
-import os
-from collections.abc import Iterator
 from typing import Any
 from urllib.parse import quote_plus, unquote_plus
 
@@ -18,22 +16,6 @@ from lambda_function.s3_tagging import MAX_TAGS_PER_OBJECT, merge_tags, sanitise
 from tests.conftest import CAT_PHOTOS, DOG_PHOTOS, load_event
 
 BUCKET = "cat-photos-test"
-
-
-@pytest.fixture(scope="module")
-def s3_endpoint() -> Iterator[str]:
-    from moto.server import ThreadedMotoServer
-
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    endpoint = f"http://{host}:{port}"
-    previous = os.environ.get("AWS_ENDPOINT_URL_S3")
-    os.environ["AWS_ENDPOINT_URL_S3"] = endpoint  # boto3 reads it, in the handler as everywhere
-    yield endpoint
-    server.stop()
-    if previous is None:
-        os.environ.pop("AWS_ENDPOINT_URL_S3", None)
 
 
 @pytest.fixture(scope="module")

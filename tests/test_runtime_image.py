@@ -1,0 +1,148 @@
+"""The Lambda image has everything it needs and nothing more: requirements.txt alone, in a clean virtual
+environment, with exactly the files the Dockerfile copies, answers every committed event with the default model."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+from urllib.parse import unquote_plus
+
+import boto3
+import pytest
+
+from tests.conftest import CAT_PHOTOS, EVENTS_DIR, REPO_DIR
+
+HANDLERS = {  # as template.yaml's ImageConfig commands name them
+    "api": "lambda_function.handler.lambda_handler",
+    "s3": "lambda_function.tagging_handler.lambda_handler",
+}
+FORBIDDEN = {"tensorflow", "keras", "torch", "tf-keras", "moto", "pytest"}
+
+
+def dockerfile_copies() -> tuple[list[str], str]:
+    """The sources of the Lambda stage's COPY lines (the MODEL argument at its default) and the MODEL_PATH set."""
+    dockerfile = (REPO_DIR / "Dockerfile").read_text().split(" AS server")[0]
+    model = re.search(r"^ARG MODEL=(\S+)", dockerfile, re.M).group(1)
+    sources = [
+        part.replace("${MODEL}", model)
+        for line in re.findall(r"^COPY (.+) \$\{LAMBDA_TASK_ROOT\}", dockerfile, re.M)
+        for part in line.split()
+    ]
+    model_path = re.search(r"MODEL_PATH=\$\{LAMBDA_TASK_ROOT\}/(\S+)", dockerfile).group(1).replace("${MODEL}", model)
+    return sources, model_path
+
+
+@pytest.fixture(scope="module")
+def runtime(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """A clean venv with requirements.txt only, and a task root holding what the Dockerfile copies."""
+    root = tmp_path_factory.mktemp("runtime")
+    venv, task_root = root / "venv", root / "task"
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
+    install = subprocess.run(
+        [
+            str(venv / "bin" / "python"),
+            "-m",
+            "pip",
+            "install",
+            "--quiet",
+            "--disable-pip-version-check",
+            "-r",
+            str(REPO_DIR / "requirements.txt"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=900,
+        check=False,
+    )
+    assert install.returncode == 0, install.stderr[-3000:]
+    sources, model_path = dockerfile_copies()
+    for source in sources:
+        target = task_root / source
+        target.parent.mkdir(parents=True, exist_ok=True)
+        if (REPO_DIR / source).is_dir():
+            shutil.copytree(REPO_DIR / source, target, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+        else:
+            shutil.copy(REPO_DIR / source, target)
+    shutil.copy(REPO_DIR / "tests" / "support" / "lambda_runtime_runner.py", task_root / "runner.py")
+    return {"python": venv / "bin" / "python", "task_root": task_root, "model_path": task_root / model_path}
+
+
+def invoke(runtime: dict[str, Path], handler: str, event_file: Path, extra_env: dict[str, str]) -> dict[str, Any]:
+    env = {key: value for key, value in os.environ.items() if not key.startswith(("PYTHON", "VIRTUAL_ENV"))}
+    env.update(
+        {
+            "MODEL_PATH": str(runtime["model_path"]),
+            "POWERTOOLS_TRACE_DISABLED": "1",
+            "AWS_DEFAULT_REGION": "eu-west-1",
+            **extra_env,
+        }
+    )
+    # -E -s: no PYTHON* variables, no user site-packages; the runner's folder (the task root) comes first on sys.path
+    completed = subprocess.run(
+        [str(runtime["python"]), "-E", "-s", "runner.py", handler, str(event_file)],
+        cwd=runtime["task_root"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert completed.returncode == 0, completed.stderr[-3000:]
+    return json.loads(completed.stdout.strip().splitlines()[-1])
+
+
+def test_runtime_environment_holds_nothing_from_training_or_development(runtime):
+    freeze = subprocess.run(
+        [str(runtime["python"]), "-m", "pip", "freeze"], capture_output=True, text=True, check=True
+    ).stdout.lower()
+    installed = {line.split("==")[0].replace("_", "-") for line in freeze.splitlines()}
+
+    assert not installed & FORBIDDEN
+    assert {"ai-edge-litert", "aws-lambda-powertools", "pillow", "boto3"} <= installed
+    assert sorted(p.name for p in runtime["task_root"].iterdir()) == [
+        "lambda_function",
+        "models",
+        "requirements.txt",
+        "runner.py",
+    ]
+    assert sorted(p.name for p in (runtime["task_root"] / "models").iterdir()) == ["starter.json", "starter.tflite"]
+
+
+@pytest.mark.parametrize("event_file", sorted(p.name for p in EVENTS_DIR.glob("*.json") if p.name != "env.json"))
+def test_every_committed_event_is_answered_by_the_image_contents(runtime, s3_endpoint, event_file):
+    event = json.loads((EVENTS_DIR / event_file).read_text())
+    extra_env = {}
+    if "Records" in event:
+        s3 = boto3.client("s3", endpoint_url=s3_endpoint)
+        for record in event["Records"]:
+            bucket = record["s3"]["bucket"]["name"]
+            if bucket not in {b["Name"] for b in s3.list_buckets()["Buckets"]}:
+                s3.create_bucket(Bucket=bucket, CreateBucketConfiguration={"LocationConstraint": "eu-west-1"})
+            s3.put_object(
+                Bucket=bucket, Key=unquote_plus(record["s3"]["object"]["key"]), Body=CAT_PHOTOS[35].read_bytes()
+            )
+        extra_env["AWS_ENDPOINT_URL_S3"] = s3_endpoint
+
+    result = invoke(runtime, HANDLERS["s3" if "Records" in event else "api"], EVENTS_DIR / event_file, extra_env)
+
+    assert result["forbidden_modules_loaded"] == []
+    response = result["response"]
+    if "Records" in event:
+        assert response == {"records": len(event["Records"]), "tagged": len(event["Records"]), "failed": 0}
+        return
+    body = json.loads(response["body"])
+    expected = {"bad-request.json": 400}.get(event_file, 200)
+    if event_file.startswith("predict-url"):  # a public photo: without internet access the fetch fails cleanly
+        assert response["statusCode"] in (200, 502)
+        if response["statusCode"] == 502:
+            assert body["error"]["code"] == "upstream_error"
+        return
+    assert response["statusCode"] == expected, body
+    if expected == 200 and "predictions" in body:
+        assert body["model"]["name"] == "starter-efficientnet-lite0-imagenet"
