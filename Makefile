@@ -10,7 +10,7 @@ PHOTOS := ../shared/photos
 DEMO_PHOTOS := $(PHOTOS)/cats/Siamese_109.jpg $(PHOTOS)/cats/Persian_14.jpg $(PHOTOS)/cats/Egyptian_Mau_10.jpg \
                $(PHOTOS)/cats/Bengal_109.jpg $(PHOTOS)/dogs/american_bulldog_106.jpg
 
-.PHONY: setup demo test serve openapi starter-model verify-lite0 bench-modes clean
+.PHONY: setup demo test serve openapi starter-model verify-lite0 bench bench-modes clean
 
 setup: $(STAMP)
 
@@ -49,6 +49,25 @@ starter-model: $(STAMP)
 verify-lite0: $(STAMP)
 	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements-verify.txt
 	$(PY) -m pytest -s -q tests/test_starter_model.py -k pytorch
+
+# Benchmarks (README, "Benchmarks"): each engine and the runtime-only set in an environment of its own.
+.venv-runtime/.installed-stamp: requirements.txt
+	$(PYTHON) -m venv .venv-runtime
+	.venv-runtime/bin/python -m pip install --quiet --disable-pip-version-check -r requirements.txt
+	touch $@
+
+.venv-bench-tflite/.installed-stamp: requirements-bench-tflite.txt
+	$(PYTHON) -m venv .venv-bench-tflite
+	.venv-bench-tflite/bin/python -m pip install --quiet --disable-pip-version-check -r requirements-bench-tflite.txt
+	touch $@
+
+.venv-bench-onnx/.installed-stamp: requirements-bench-onnx.txt
+	$(PYTHON) -m venv .venv-bench-onnx
+	.venv-bench-onnx/bin/python -m pip install --quiet --disable-pip-version-check -r requirements-bench-onnx.txt
+	touch $@
+
+bench: $(STAMP) .venv-runtime/.installed-stamp .venv-bench-tflite/.installed-stamp .venv-bench-onnx/.installed-stamp
+	$(PY) -m benchmarks.run
 
 # Size, latency and parity of the four conversion modes (README, "Conversion"); a few minutes each.
 bench-modes: $(STAMP)

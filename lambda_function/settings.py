@@ -31,12 +31,25 @@ class SettingsError(ValueError):
     """A configuration variable holds a value the service cannot run with."""
 
 
+# Lambda credits one vCPU per 1,769 MB of memory but shows two cores from 128 MB to 3,008 MB: a second inference
+# thread below 3,538 MB competes for the same credit and is throttled (README, "Benchmarks").
+LAMBDA_MB_PER_VCPU = 1769
+
+
 def available_cpus() -> int:
     """CPUs this process may run on (the affinity mask, not the host's count)."""
     try:
         return max(1, len(os.sched_getaffinity(0)))
     except AttributeError:  # pragma: no cover - not on Linux
         return max(1, os.cpu_count() or 1)
+
+
+def default_inference_threads(env: Mapping[str, str]) -> int:
+    """Threads the CPU credit pays for: on Lambda, one per 1,769 MB of memory; elsewhere, every available CPU."""
+    memory_mb = env.get("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "")
+    if memory_mb.isdigit():
+        return max(1, min(available_cpus(), int(memory_mb) // LAMBDA_MB_PER_VCPU))
+    return available_cpus()
 
 
 @dataclass(frozen=True)
@@ -84,7 +97,7 @@ class Settings:
         )
         return cls(
             model_path=Path(env.get("MODEL_PATH", str(DEFAULT_MODEL_PATH))),
-            inference_threads=_number(env, "INFERENCE_THREADS", available_cpus(), int),
+            inference_threads=_number(env, "INFERENCE_THREADS", default_inference_threads(env), int),
             jpeg_draft=_bool(env, "JPEG_DRAFT", default=True),
             max_image_pixels=_number(env, "MAX_IMAGE_PIXELS", DEFAULT_MAX_IMAGE_PIXELS, int),
             max_upload_bytes=_number(env, "MAX_UPLOAD_BYTES", DEFAULT_MAX_UPLOAD_BYTES, int),

@@ -123,3 +123,20 @@ def test_a_file_that_is_not_a_tflite_model_is_refused(model_copy):
 
     with pytest.raises(ModelContractError, match="not a loadable TFLite model"):
         Classifier(model_copy, num_threads=1)
+
+
+def test_on_lambda_the_thread_count_follows_the_memory_setting(monkeypatch):
+    from lambda_function import settings
+
+    monkeypatch.setattr(settings, "available_cpus", lambda: 2)  # Lambda shows 2 cores at every memory size
+
+    assert settings.Settings.from_env({"AWS_LAMBDA_FUNCTION_MEMORY_SIZE": "2048"}).inference_threads == 1
+    assert settings.Settings.from_env({"AWS_LAMBDA_FUNCTION_MEMORY_SIZE": "3538"}).inference_threads == 2
+    assert settings.Settings.from_env({"AWS_LAMBDA_FUNCTION_MEMORY_SIZE": "10240"}).inference_threads == 2
+    assert settings.Settings.from_env({}).inference_threads == 2
+    assert (
+        settings.Settings.from_env(
+            {"AWS_LAMBDA_FUNCTION_MEMORY_SIZE": "2048", "INFERENCE_THREADS": "2"}
+        ).inference_threads
+        == 2
+    )

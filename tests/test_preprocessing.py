@@ -209,3 +209,12 @@ def test_jpeg_draft_decoding_keeps_top1_on_12_megapixel_phone_photos(service):
         big = encode(photo(path).resize((4000, 3000), Image.Resampling.BICUBIC), "JPEG", quality=90)
         assert mean_abs_diff(pixels(big, draft), pixels(big, full)) < 3.0
         assert top1(service, big, draft) == top1(service, big, full)
+
+
+def test_jpeg_draft_decoding_stays_within_half_a_level_at_b4_resolution():
+    full, draft = DecodeLimits(50_000_000, jpeg_draft=False), DecodeLimits(50_000_000, jpeg_draft=True)
+    for path in CAT_PHOTOS[::20]:
+        big = encode(photo(path).resize((4000, 3000), Image.Resampling.BICUBIC), "JPEG", quality=90)
+        decoded = decode_image(big, draft, draft_size_px=(380, 380))
+        assert decoded.size == (1000, 750)  # the 1/4 scale, not 1/2
+        assert mean_abs_diff(prepare_image(big, (380, 380), draft), prepare_image(big, (380, 380), full)) < 0.5

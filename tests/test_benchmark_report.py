@@ -1,0 +1,35 @@
+"""The benchmark's arithmetic and report (the measurements themselves run in `make bench`, never in tests)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from benchmarks.report import markdown
+from benchmarks.run import lambda_costs
+from tests.conftest import REPO_DIR
+
+
+def test_lambda_cost_follows_the_cpu_credit_and_the_price_list():
+    rows = {row["memory_mb"]: row for row in lambda_costs(latency_1_thread_ms=84.0, latency_2_threads_ms=53.0)}
+
+    assert rows[1769] == {
+        "memory_mb": 1769,
+        "threads": 1,
+        "latency_ms": 84.0,
+        "usd_per_million": pytest.approx(
+            1e6 * (0.084 * 1769 / 1024 * 0.0000166667 + 0.20 / 1e6 + 1.00 / 1e6), abs=0.01
+        ),
+    }
+    assert rows[1024]["latency_ms"] == pytest.approx(84.0 * 1769 / 1024, abs=0.1)  # less than one vCPU of credit
+    assert rows[3538]["threads"] == 2 and rows[3538]["latency_ms"] == 53.0
+
+
+def test_committed_results_render_as_the_readme_tables():
+    results = json.loads((REPO_DIR / "benchmarks" / "results" / "bench.json").read_text())
+    report = markdown(results)
+
+    assert "| LiteRT 2.3 (ours) |" in report and "| tflite-runtime 2.14 |" in report
+    assert report.count("| starter (float16, 224 px) |") == 6  # 4 warm rows, cold start, cost
+    assert f"{results['runtime_dependencies_mb']} MB" in report
