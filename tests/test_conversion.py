@@ -3,8 +3,6 @@ inconsistent inputs and parity below the threshold are refused."""
 
 from __future__ import annotations
 
-import json
-import shutil
 from pathlib import Path
 
 import numpy as np
@@ -15,6 +13,7 @@ from conversion.convert import MIN_TOP1_AGREEMENT, ConversionError, ConversionOp
 from lambda_function.inference import Classifier
 from lambda_function.model_contract import ModelContractError, load_sidecar, sidecar_path_for
 from tests.conftest import PHOTOS_DIR
+from tests.support.model_files import copy_with_sidecar, edit_sidecar
 
 
 @pytest.fixture(scope="session")
@@ -103,16 +102,7 @@ def test_parity_below_the_threshold_is_refused_and_nothing_is_written(keras_mode
 
 @pytest.fixture
 def keras_copy(keras_model_path: Path, tmp_path: Path) -> Path:
-    copy = tmp_path / "model.keras"
-    shutil.copy(keras_model_path, copy)
-    shutil.copy(sidecar_path_for(keras_model_path), sidecar_path_for(copy))
-    return copy
-
-
-def rewrite_sidecar(path: Path, **changes: object) -> None:
-    card = json.loads(sidecar_path_for(path).read_text())
-    card.update(changes)
-    sidecar_path_for(path).write_text(json.dumps(card))
+    return copy_with_sidecar(keras_model_path, tmp_path)
 
 
 def test_converter_refuses_a_missing_sidecar(keras_copy, tmp_path):
@@ -128,14 +118,13 @@ def test_converter_refuses_a_malformed_sidecar(keras_copy, tmp_path):
 
 
 def test_converter_refuses_a_label_count_that_disagrees_with_the_model(keras_copy, tmp_path):
-    rewrite_sidecar(keras_copy, labels=["Siamese", "Persian", "No cat"])
+    edit_sidecar(keras_copy, labels=["Siamese", "Persian", "No cat"])
     with pytest.raises(ModelContractError, match="the sidecar lists 3 labels, the model outputs 68"):
         convert(keras_copy, tmp_path / "out.tflite", ConversionOptions(mode=Mode.FLOAT32))
 
 
 def test_converter_refuses_an_input_shape_that_disagrees_with_the_model(keras_copy, tmp_path):
-    card = json.loads(sidecar_path_for(keras_copy).read_text())
-    rewrite_sidecar(keras_copy, input={**card["input"], "height_px": 380, "width_px": 380})
+    edit_sidecar(keras_copy, **{"input.height_px": 380, "input.width_px": 380})
     with pytest.raises(
         ModelContractError, match=r"the sidecar says input \(380, 380, 3\), the model takes \(128, 128, 3\)"
     ):

@@ -3,33 +3,18 @@
 from __future__ import annotations
 
 import json
-import shutil
 from pathlib import Path
 
 import pytest
 
 from lambda_function.inference import Classifier
 from lambda_function.model_contract import ModelContractError, load_sidecar, sidecar_path_for
+from tests.support.model_files import copy_with_sidecar, edit_sidecar
 
 
 @pytest.fixture
 def model_copy(model_path: Path, tmp_path: Path) -> Path:
-    copy = tmp_path / "model.tflite"
-    shutil.copy(model_path, copy)
-    shutil.copy(sidecar_path_for(model_path), sidecar_path_for(copy))
-    return copy
-
-
-def edit_sidecar(model: Path, **changes: object) -> None:
-    path = sidecar_path_for(model)
-    card = json.loads(path.read_text())
-    for key, value in changes.items():
-        if "." in key:
-            outer, inner = key.split(".")
-            card[outer][inner] = value
-        else:
-            card[key] = value
-    path.write_text(json.dumps(card))
+    return copy_with_sidecar(model_path, tmp_path)
 
 
 def test_sidecar_records_what_serving_and_users_need(model_path):
