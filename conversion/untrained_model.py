@@ -1,8 +1,8 @@
 """A tiny, untrained (randomly initialised, seeded) classifier over the project's 68 labels.
 
-It exercises the whole path (Keras model and sidecar, the converter, LiteRT, the API) where no trained model is at
-hand: the test suite builds it once per session, and `make demo` uses it until the starter model lands. Its
-predictions mean nothing; its sidecar says so.
+It exercises the whole path (Keras model and sidecar, the converter, LiteRT, the API) with 68 labels, as a trained
+breed model has and the starter does not: the test suite builds it once per session. Its predictions mean
+nothing; its sidecar says so.
 
     python -m conversion.untrained_model --out build/untrained.tflite
 """
