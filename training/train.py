@@ -266,15 +266,7 @@ def train_head(model: Any, datasets: dict[str, Any], config: TrainConfig) -> lis
     """Phase 1: the backbone frozen, the new head trained."""
     model.get_layer("backbone").trainable = False
     compile_model(model, config.head_learning_rate, config)
-    fit = model.fit(
-        datasets["train"],
-        validation_data=datasets["val"],
-        epochs=config.head_epochs,
-        callbacks=callbacks(config),
-        class_weight=class_weight_map(datasets, config),
-        verbose=2,
-    )
-    return _epochs(fit.history)
+    return _fit(model, datasets, config, epochs=(0, config.head_epochs), best_top5=None)
 
 
 def unfreeze_top(model: Any, fraction: float) -> None:
@@ -293,19 +285,25 @@ def fine_tune(model: Any, datasets: dict[str, Any], config: TrainConfig, best_to
     """Phase 2: the top of the backbone too, at a lower learning rate; keeps phase 1's best unless beaten."""
     unfreeze_top(model, config.fine_tune_fraction)
     compile_model(model, config.fine_tune_learning_rate, config)
+    epochs = (config.head_epochs, config.head_epochs + config.fine_tune_epochs)
+    return _fit(model, datasets, config, epochs=epochs, best_top5=best_top5)
+
+
+def _fit(
+    model: Any, datasets: dict[str, Any], config: TrainConfig, epochs: tuple[int, int], best_top5: float | None
+) -> list[dict[str, float]]:
+    """Train from epoch `epochs[0]` to `epochs[1]`; the per-epoch metrics. The dataset shuffles itself."""
     fit = model.fit(
         datasets["train"],
         validation_data=datasets["val"],
-        initial_epoch=config.head_epochs,
-        epochs=config.head_epochs + config.fine_tune_epochs,
+        initial_epoch=epochs[0],
+        epochs=epochs[1],
         callbacks=callbacks(config, best_top5),
         class_weight=class_weight_map(datasets, config),
+        shuffle=False,
         verbose=2,
     )
-    return _epochs(fit.history)
-
-
-def _epochs(history: dict[str, list[float]]) -> list[dict[str, float]]:
+    history = fit.history
     return [{key: float(values[i]) for key, values in history.items()} for i in range(len(history["loss"]))]
 
 
