@@ -120,6 +120,11 @@ def predict(request: PredictRequest) -> PredictResponse:
             "inference_ms": round(result.inference_ms, 1),
         },
     )
+    return predict_response(result)
+
+
+def predict_response(result: ClassifiedImage) -> PredictResponse:
+    """The answer to a prediction, as the API and `python -m lambda_function predict --json` give it."""
     return PredictResponse(
         predictions=[BreedProbability(breed=p.breed, probability=round(p.probability, 6)) for p in result.predictions],
         cat_detected=result.cat_detected,

@@ -102,12 +102,9 @@ def _predict(args: argparse.Namespace) -> int:
         return 1
     card = service.classifier.card
     if args.json:
-        answer = {
-            "predictions": [{"breed": p.breed, "probability": round(p.probability, 6)} for p in result.predictions],
-            "cat_detected": result.cat_detected,
-            "model": {"name": card.name, "version": card.version},
-        }
-        print(json.dumps(answer, indent=2))
+        from lambda_function.api import predict_response
+
+        print(json.dumps(predict_response(result).model_dump(), indent=2))
         return 0
     print(f"{args.source}  (model {card.name} {card.version}; cat detected: {_yes_no(result.cat_detected)})")
     width = max(len(p.breed) for p in result.predictions)

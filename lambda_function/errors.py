@@ -20,9 +20,6 @@ class ClassifierError(Exception):
         super().__init__(message)
         self.message = message
 
-    def as_body(self) -> dict[str, dict[str, str]]:
-        return {"error": {"code": self.code, "message": self.message}}
-
 
 class BadRequest(ClassifierError):
     """Malformed body, missing or conflicting fields."""

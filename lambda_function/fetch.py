@@ -53,7 +53,6 @@ def system_resolver(host: str, port: int) -> list[IPAddress]:
 class Target:
     """A URL that passed the checks that need no network."""
 
-    url: str
     scheme: str
     host: str
     port: int
@@ -129,7 +128,7 @@ class SafeFetcher:
         path = parts.path or "/"
         if parts.query:
             path = f"{path}?{parts.query}"
-        return Target(url=url, scheme=scheme, host=host, port=port, path=path)
+        return Target(scheme=scheme, host=host, port=port, path=path)
 
     def resolve_checked(self, target: Target) -> list[IPAddress]:
         """Resolve the host once; refuse it if any address is not allowed."""

@@ -63,7 +63,7 @@ class FetchSettings:
     max_bytes: int = DEFAULT_MAX_FETCH_BYTES
     max_redirects: int = 3
     ca_bundle_path: str | None = None  # None: the system's certificate authorities
-    user_agent: str = "cat-breed-classifier/0.1 (+https://github.com/)"
+    user_agent: str = "cat-breed-classifier/0.1 (image fetcher)"
 
 
 @dataclass(frozen=True)

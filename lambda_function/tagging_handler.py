@@ -38,14 +38,16 @@ tagger = S3Tagger(service, boto3.client("s3"), max_object_bytes=service.settings
 def lambda_handler(event: S3Event, context: LambdaContext) -> dict[str, Any]:
     outcomes: Counter[str] = Counter()
     failures = []
+    records = 0
     for record in event.records:
+        records += 1
         bucket, key = record.s3.bucket.name, unquote_plus(record.s3.get_object.key)
         try:
             outcomes[tagger.tag_object(bucket, key).outcome] += 1
         except Exception as error:  # every record gets its turn; the failures are raised together below
             logger.exception("tagging failed", extra={"bucket": bucket, "key": key})
             failures.append(f"s3://{bucket}/{key}: {type(error).__name__}")
-    summary = {"records": len(list(event.records)), **outcomes, "failed": len(failures)}
+    summary = {"records": records, **outcomes, "failed": len(failures)}
     logger.info("tagging batch done", extra={"summary": summary})
     if failures:
         raise TaggingFailed(f"{len(failures)} of {summary['records']} objects failed: {'; '.join(failures)}")

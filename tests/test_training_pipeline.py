@@ -10,7 +10,6 @@ import numpy as np
 import pytest
 
 from conversion.convert import main as convert_main
-from lambda_function.inference import Classifier
 from lambda_function.model_contract import load_sidecar
 from lambda_function.preprocessing import DecodeLimits, prepare_image
 from lambda_function.service import BreedService
@@ -209,9 +208,3 @@ def test_the_full_b4_configuration_builds_and_takes_a_training_step(tmp_path):
 
     assert model.input_shape == (None, 380, 380, 3) and model.output_shape == (None, 68)
     assert np.isfinite(logs["loss"])
-
-
-def test_tflite_classifier_reads_the_prepared_pixels_like_serving(run_dir, prepared, tmp_path):
-    tflite = tmp_path / "m.tflite"
-    assert convert_main([str(run_dir / "model.keras"), "--out", str(tflite), "--no-validate"]) == 0
-    assert Classifier(tflite, num_threads=1).input_size_px == (SIZE_PX, SIZE_PX)

@@ -6,27 +6,14 @@ Copied next to the code under test, so that the task root is the only place `lam
 import importlib
 import json
 import sys
-import uuid
 from pathlib import Path
 
-
-class Context:
-    function_name = "runtime-image-test"
-    function_version = "$LATEST"
-    memory_limit_in_mb = 2048
-    invoked_function_arn = "arn:aws:lambda:eu-west-1:123456789012:function:runtime-image-test"
-    aws_request_id = str(uuid.uuid4())
-    log_group_name = "/aws/lambda/runtime-image-test"
-    log_stream_name = "test"
-
-    @staticmethod
-    def get_remaining_time_in_millis() -> int:
-        return 30_000
-
+from lambda_function.cli import LocalLambdaContext  # from the task root, like the handler
 
 module_name, function_name = sys.argv[1].rsplit(".", 1)
 event = json.loads(Path(sys.argv[2]).read_text(encoding="utf-8"))
 handler = getattr(importlib.import_module(module_name), function_name)
-response = handler(event, Context())
+
+response = handler(event, LocalLambdaContext())
 loaded = sorted({name.split(".")[0] for name in sys.modules} & {"tensorflow", "keras", "torch", "moto"})
 print(json.dumps({"response": response, "forbidden_modules_loaded": loaded}))
