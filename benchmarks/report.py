@@ -43,6 +43,25 @@ def _serving_table(serving: dict) -> list[str]:
     return lines
 
 
+def _default_against_previous(serving: dict) -> list[str]:
+    """The default model's handler p50 against the previous default's, both measured in this run."""
+    from benchmarks.run import DEFAULT_NAME, STARTER_NAME
+
+    if DEFAULT_NAME not in serving or STARTER_NAME not in serving:
+        return []
+    lines = []
+    for threads in (1, 2):
+        ours, before = (
+            serving[name]["warm"][f"{threads}t_draft_on"]["handler_p50_ms"] for name in (DEFAULT_NAME, STARTER_NAME)
+        )
+        lines.append(
+            f"Handler p50, {threads} thread(s): the default model {ours} ms, the previous default (starter) "
+            f"{before} ms: "
+            f"{ours / before:.2f} times."
+        )
+    return lines
+
+
 def markdown(results: dict) -> str:
     machine = results["machine"]
     lines = [
@@ -66,6 +85,7 @@ def markdown(results: dict) -> str:
             f"| {name} | {figures['cold_start_p50_ms']} | {figures['peak_rss_mb']} "
             f"| {figures['tagging_photos_per_s_1t']} |"
         )
+    lines += ["", *_default_against_previous(results["serving"])]
     lines += [
         "",
         f"Runtime dependencies installed (requirements.txt): {results['runtime_dependencies_mb']} MB.",

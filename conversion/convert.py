@@ -36,6 +36,7 @@ from conversion.parity import Parity, measure_parity, median_latency_ms
 from lambda_function.inference import Classifier
 from lambda_function.model_contract import ModelCard, ModelContractError, load_sidecar, write_sidecar
 from lambda_function.settings import available_cpus
+from training import cat_gate  # noqa: F401 - registers the cat gate's layers, so gated .keras files load
 
 
 class Mode(StrEnum):

@@ -9,8 +9,6 @@ six outputs still sum to 1.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import keras
 import numpy as np
 from keras import ops
@@ -26,7 +24,6 @@ IMAGENET_CAT_CLASSES = {
 NO_CAT = "No cat"
 # The project's spelling and order (breeds.txt order), restricted to what ImageNet can tell.
 STARTER_LABELS = ("Egyptian Mau", NO_CAT, "Persian", "Siamese", "Tabby", "Tiger")
-_MIN_CAT_MASS = 1e-12
 
 
 @keras.saving.register_keras_serializable(package="cat_breeds")
@@ -61,38 +58,3 @@ class StarterHead(keras.layers.Layer):
 def cat_mass(imagenet_probabilities: np.ndarray) -> np.ndarray:
     """Summed probability of the five domestic-cat classes, per image."""
     return imagenet_probabilities[:, sorted(IMAGENET_CAT_CLASSES.values())].sum(axis=1)
-
-
-@dataclass(frozen=True)
-class CatCalibration:
-    """P(cat) = sigmoid(weight * log(cat mass) + bias)."""
-
-    weight: float
-    bias: float
-
-    @property
-    def threshold_mass(self) -> float:
-        """The cat mass at which P(cat) = 0.5."""
-        return float(np.exp(-self.bias / self.weight))
-
-    def p_cat(self, mass: np.ndarray) -> np.ndarray:
-        return 1 / (1 + np.exp(-(self.weight * np.log(np.maximum(mass, _MIN_CAT_MASS)) + self.bias)))
-
-
-def fit_cat_calibration(mass: np.ndarray, is_cat: np.ndarray, l2: float = 1e-2, iterations: int = 50) -> CatCalibration:
-    """Fit the logistic layer by Newton's method, both classes weighted equally, with a small L2 penalty.
-
-    The penalty keeps the fit finite when the photos are perfectly separable; the class weighting keeps the
-    decision from favouring whichever class has more photos. Deterministic: no randomness, no early stopping.
-    """
-    x = np.log(np.maximum(mass, _MIN_CAT_MASS))
-    y = is_cat.astype(np.float64)
-    sample_weight = np.where(y == 1, 0.5 / max(y.sum(), 1), 0.5 / max((1 - y).sum(), 1))
-    features = np.stack([x, np.ones_like(x)], axis=1)
-    theta = np.zeros(2)
-    for _ in range(iterations):
-        p = 1 / (1 + np.exp(-features @ theta))
-        gradient = features.T @ (sample_weight * (p - y)) + l2 * np.array([theta[0], 0.0])
-        hessian = (features.T * (sample_weight * p * (1 - p))) @ features + l2 * np.diag([1.0, 0.0])
-        theta -= np.linalg.solve(hessian, gradient)
-    return CatCalibration(weight=float(theta[0]), bias=float(theta[1]))

@@ -22,17 +22,10 @@ import numpy as np
 
 from conversion.convert import ConversionOptions, Mode, convert
 from conversion.image_folder import list_images, load_pixels
-from conversion.starter_head import (
-    IMAGENET_CAT_CLASSES,
-    NO_CAT,
-    STARTER_LABELS,
-    CatCalibration,
-    StarterHead,
-    cat_mass,
-    fit_cat_calibration,
-)
+from conversion.starter_head import IMAGENET_CAT_CLASSES, NO_CAT, STARTER_LABELS, StarterHead, cat_mass
 from lambda_function.model_contract import InputSpec, ModelCard, write_sidecar
-from training.lite0 import INPUT_NORMALISATION, NATIVE_INPUT_PX, pretrained_lite0
+from training.cat_gate import CatCalibration, fit_cat_calibration
+from training.efficientnet_lite import INPUT_NORMALISATION, NATIVE_INPUT_PX, pretrained_lite
 
 REPO_DIR = Path(__file__).resolve().parent.parent
 PHOTOS_DIR = REPO_DIR.parent / "shared" / "photos"
@@ -80,13 +73,13 @@ def leave_one_out_accuracy(mass: np.ndarray, is_cat: np.ndarray) -> float:
     correct = 0
     for i in range(len(mass)):
         keep = np.arange(len(mass)) != i
-        calibration = fit_cat_calibration(mass[keep], is_cat[keep])
+        calibration = fit_cat_calibration(np.log(np.maximum(mass[keep], 1e-12)), is_cat[keep])
         correct += bool(calibration.p_cat(mass[i : i + 1])[0] >= 0.5) == bool(is_cat[i])
     return round(correct / len(mass), 4)
 
 
 def build_starter_keras(calibration: CatCalibration) -> keras.Model:
-    backbone = pretrained_lite0(NATIVE_INPUT_PX)
+    backbone = pretrained_lite("lite0")
     probabilities = StarterHead(calibration.weight, calibration.bias, name="starter_head")(backbone.output)
     return keras.Model(backbone.input, probabilities, name="starter_lite0")
 
@@ -96,10 +89,10 @@ def build(out_path: Path, photos_dir: Path, mode: Mode = STARTER_MODE) -> dict[s
     keras.utils.set_random_seed(0)
     photos = list_images(photos_dir)
     pixels = load_pixels(photos, (NATIVE_INPUT_PX, NATIVE_INPUT_PX)).astype(np.float32)
-    imagenet = softmax(pretrained_lite0(NATIVE_INPUT_PX).predict(pixels, batch_size=32, verbose=0))
+    imagenet = softmax(pretrained_lite("lite0").predict(pixels, batch_size=32, verbose=0))
     is_cat = np.array([p.parent.name == "cats" for p in photos])
     mass = cat_mass(imagenet)
-    calibration = fit_cat_calibration(mass, is_cat)
+    calibration = fit_cat_calibration(np.log(np.maximum(mass, 1e-12)), is_cat)
     model = build_starter_keras(calibration)
     starter = model.predict(pixels, batch_size=32, verbose=0)
     top1 = imagenet.argmax(axis=1)

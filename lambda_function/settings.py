@@ -14,8 +14,8 @@ from pathlib import Path
 
 PACKAGE_DIR = Path(__file__).resolve().parent
 REPO_DIR = PACKAGE_DIR.parent
-# The starter model (ImageNet-pretrained, see the README) is committed here; a trained model replaces it.
-DEFAULT_MODEL_PATH = REPO_DIR / "models" / "starter.tflite"
+# The default model (12 breeds and "No cat", docs/model.md) is committed here; `make breed-model` rebuilds it.
+DEFAULT_MODEL_PATH = REPO_DIR / "models" / "cat-breeds-12.tflite"
 
 # API Gateway and Lambda cap a synchronous payload at 6 MB; base64 inflates by 4/3, and the JSON envelope
 # needs some room, so about 4.5 MB of image is what a client can really send.

@@ -31,5 +31,7 @@ def test_committed_results_render_as_the_readme_tables():
     report = markdown(results)
 
     assert "| LiteRT 2.3 (ours) |" in report and "| tflite-runtime 2.14 |" in report
-    assert report.count("| starter (float16, 224 px) |") == 6  # 4 warm rows, cold start, cost
+    assert report.count("| cat-breeds-12 (Lite2, float16, 260 px) |") == 6  # 4 warm rows, cold start, cost
+    assert report.count("| starter (float16, 224 px) |") == 6
+    assert "Handler p50, 1 thread(s): the default model" in report
     assert f"{results['runtime_dependencies_mb']} MB" in report

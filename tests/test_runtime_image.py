@@ -111,7 +111,8 @@ def test_runtime_environment_holds_nothing_from_training_or_development(runtime)
         "requirements.txt",
         "runner.py",
     ]
-    assert sorted(p.name for p in (runtime["task_root"] / "models").iterdir()) == ["starter.json", "starter.tflite"]
+    models = sorted(p.name for p in (runtime["task_root"] / "models").iterdir())
+    assert models == ["cat-breeds-12.json", "cat-breeds-12.tflite"]
 
 
 @pytest.mark.parametrize("event_file", sorted(p.name for p in EVENTS_DIR.glob("*.json") if p.name != "env.json"))
@@ -145,4 +146,4 @@ def test_every_committed_event_is_answered_by_the_image_contents(runtime, s3_end
         return
     assert response["statusCode"] == expected, body
     if expected == 200 and "predictions" in body:
-        assert body["model"]["name"] == "starter-efficientnet-lite0-imagenet"
+        assert body["model"]["name"] == "cat-breeds-12-efficientnet-lite2"

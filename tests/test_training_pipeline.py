@@ -33,7 +33,7 @@ def prepared(dataset, tmp_path_factory: pytest.TempPathFactory) -> Path:
         [
             "--cats",
             str(dataset.cats_dir),
-            "--rooms",
+            "--no-cat",
             str(dataset.rooms_dir),
             "--out",
             str(out),
@@ -90,7 +90,7 @@ def test_prepare_counts_every_dropped_file_exactly(prepared, dataset):
         "duplicates": dataset.duplicate_files,
     }
     assert report["sources"]["cats_csv"] == "present" and report["sources"]["folder_breed_differs_from_csv"] == 0
-    assert report["sources"]["room_types"] == {"rooms/Bathroom": 20, "rooms/Kitchen": 21}
+    assert report["sources"]["no_cat_folders"] == {"rooms/Bathroom": 20, "rooms/Kitchen": 21}
     for label in (*BREEDS, "No cat"):
         counts = report["classes"][label]
         assert counts["train"] + counts["val"] + counts["test"] == dataset.images_per_class
@@ -131,7 +131,9 @@ def test_training_writes_a_model_its_sidecar_and_curves_and_beats_chance(run_dir
 
 
 def test_evaluate_and_convert_and_serve_the_trained_model(run_dir, prepared, tmp_path, dataset):
-    keras_metrics = evaluate.evaluate(run_dir / "model.keras", prepared, "test", tmp_path / "keras-eval")
+    labels = list(load_sidecar(run_dir / "model.keras").labels)
+    images, truth = evaluate.split_images(prepared, "test", labels)
+    keras_metrics = evaluate.evaluate(run_dir / "model.keras", images, truth, tmp_path / "keras-eval", prepared=True)
     tflite = tmp_path / "model.tflite"
     assert (
         convert_main(
@@ -147,12 +149,13 @@ def test_evaluate_and_convert_and_serve_the_trained_model(run_dir, prepared, tmp
         )
         == 0
     )
-    tflite_metrics = evaluate.evaluate(tflite, prepared, "test", tmp_path / "tflite-eval")
+    tflite_metrics = evaluate.evaluate(tflite, images, truth, tmp_path / "tflite-eval", prepared=True)
 
     assert keras_metrics["top1_accuracy"] >= 0.75
     assert tflite_metrics["top1_accuracy"] == keras_metrics["top1_accuracy"]
     assert set(keras_metrics["per_class"]) == {"Abyssinian", "Bengal", "No cat", "Siamese"}
     assert (tmp_path / "keras-eval" / "confusion_matrix.png").is_file()
+    assert (tmp_path / "keras-eval" / "reliability.png").is_file()
     service = BreedService(Settings(model_path=tflite, inference_threads=1))
     photo = dataset.cats_dir / "images" / "Siamese" / "10080_0.jpg"
     answer = service.classify_bytes(photo.read_bytes(), top_k=3)

@@ -1,121 +1,304 @@
-"""Evaluate a model on a split of the prepared dataset: top-1, top-5, per-class precision and recall, confusions.
+"""Evaluate a model on a split of a prepared dataset, or on a folder of labelled photos.
 
     python -m training.evaluate runs/b4/model.keras --data data/prepared [--split test]
-    python -m training.evaluate models/b4.tflite --data data/prepared
+    python -m training.evaluate models/b4.tflite --data data/prepared --record held_back_test
+    python -m training.evaluate models/b4.tflite --photos ../shared/photos --unknown-as "No cat"
 
-A `.tflite` model is run through the serving runtime (`lambda_function.inference`), so the quantized model's
-accuracy is measured the same way as the Keras original's, on the same pixels. Writes `metrics.json` and
-`confusion_matrix.png` into `--out` (default: `<model>-eval-<split>/` beside the model).
+Reports top-1, top-3 and top-5 accuracy, per-class precision and recall, the confusion matrix, calibration
+(expected calibration error and a reliability diagram) and, for a model with a "No cat" class, how often a cat is
+found and how often anything else is answered "No cat". A `.tflite` model is run through the serving runtime
+(`lambda_function.inference`, with the serving preprocessing for photos), so the quantized model is measured the
+way it answers requests. `--record KEY` also writes the summary into the model's sidecar under `metrics.KEY`.
+Writes `metrics.json`, `confusion_matrix.png` and `reliability.png` into `--out` (default: beside the model).
+
+A photo's label is its folder's name when that is one of the model's labels (`Bengal/1.jpg`), else the start of
+its file name in the Oxford-IIIT Pet style (`Maine_Coon_12.jpg` is "Maine Coon", `Sphynx_3.jpg` is "Sphynx -
+Hairless Cat"); photos of anything else count as `--unknown-as` if given, and are refused otherwise.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import re
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
 
-from lambda_function.model_contract import ModelContractError, load_sidecar
-from training.prepare_dataset import read_manifest
+from lambda_function.model_contract import ModelContractError, load_sidecar, write_sidecar
+from training.prepare_dataset import NO_CAT, read_manifest
+
+CALIBRATION_BINS = 15
+SUMMARY_KEYS = (
+    "images",
+    "top1_accuracy",
+    "top3_accuracy",
+    "top5_accuracy",
+    "expected_calibration_error",
+    "cats",
+    "cat_breed_top1",
+    "cat_breed_top3",
+    "cats_detected",
+    "not_cats",
+    "not_cats_answered_no_cat",
+)
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m training.evaluate", description=__doc__.split("\n\n")[0])
     parser.add_argument("model", type=Path, help="a .keras or .tflite model with its .json sidecar")
-    parser.add_argument("--data", type=Path, required=True, help="a folder written by training.prepare_dataset")
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument("--data", type=Path, help="a folder written by training.prepare_dataset")
+    source.add_argument("--photos", type=Path, help="a folder of labelled photos (see above), at any depth")
     parser.add_argument("--split", default="test", choices=["train", "val", "test"], help="default %(default)s")
+    parser.add_argument("--unknown-as", help='with --photos: the label for photos of no known label ("No cat")')
+    parser.add_argument("--record", help="also write the summary into the model's sidecar, under metrics.RECORD")
     parser.add_argument("--out", type=Path, help="output folder (default: beside the model)")
     args = parser.parse_args(argv)
-    out = args.out or args.model.with_name(f"{args.model.stem}-eval-{args.split}")
+    out = args.out or args.model.with_name(f"{args.model.stem}-eval-{args.record or args.split}")
     try:
-        metrics = evaluate(args.model, args.data, args.split, out)
+        labels = list(load_sidecar(args.model).labels)
+        if args.data:
+            images, truth = split_images(args.data, args.split, labels)
+            description = f"split '{args.split}' of {args.data.name}"
+        else:
+            images, truth = labelled_photos(args.photos, labels, args.unknown_as)
+            description = f"photos in {args.photos.name}/"
+        metrics = evaluate(args.model, images, truth, out, prepared=args.data is not None)
     except (ModelContractError, FileNotFoundError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    print(json.dumps({k: metrics[k] for k in ("images", "top1_accuracy", "top5_accuracy")}))
+    summary = {"evaluated_on": description, **{k: metrics[k] for k in SUMMARY_KEYS if k in metrics}}
+    if args.record:
+        record(args.model, args.record, summary | {"per_class": metrics["per_class"]})
+    print(json.dumps(summary))
     return 0
 
 
-def evaluate(model_path: Path, data_dir: Path, split: str, out_dir: Path) -> dict:
-    labels = list(load_sidecar(model_path).labels)
+def split_images(data_dir: Path, split: str, labels: list[str]) -> tuple[list[Path], np.ndarray]:
+    """The prepared images of one split and their label indices."""
     rows = [row for row in read_manifest(data_dir) if row["split"] == split]
     if not rows:
         raise ValueError(f"the prepared dataset has no {split} images")
     unknown = sorted({row["class"] for row in rows} - set(labels))
     if unknown:
         raise ValueError(f"the dataset has classes the model does not know: {unknown[:5]}")
-    truth = np.array([labels.index(row["class"]) for row in rows])
-    probabilities = predict(model_path, [data_dir / row["file"] for row in rows])
+    return [data_dir / row["file"] for row in rows], np.array([labels.index(row["class"]) for row in rows])
+
+
+def labelled_photos(folder: Path, labels: list[str], unknown_as: str | None) -> tuple[list[Path], np.ndarray]:
+    """Every image under `folder` and its label index (module docstring: how a label is found)."""
+    from conversion.image_folder import list_images
+
+    if unknown_as is not None and unknown_as not in labels:
+        raise ValueError(f"--unknown-as {unknown_as!r} is not one of the model's labels")
+    images = list_images(folder)
+    if not images:
+        raise ValueError(f"no images under {folder}")
+    found = [photo_label(path, labels) or unknown_as for path in images]
+    unlabelled = [path.name for path, label in zip(images, found, strict=True) if label is None]
+    if unlabelled:
+        raise ValueError(f"{len(unlabelled)} photos have no known label (e.g. {unlabelled[0]}); see --unknown-as")
+    return images, np.array([labels.index(label) for label in found])
+
+
+def photo_label(path: Path, labels: list[str]) -> str | None:
+    if path.parent.name in labels:
+        return path.parent.name
+    stem = re.sub(r"[_\s-]*\d+$", "", path.stem).replace("_", " ").strip().lower()
+    if not stem:
+        return None
+    # Exact name first, then a label that starts with the name as a whole word ("sphynx" -> "Sphynx - Hairless Cat").
+    matches = [label for label in labels if label.lower() == stem] or [
+        label for label in labels if re.match(rf"{re.escape(stem)}\b", label.lower())
+    ]
+    return matches[0] if len(matches) == 1 else None
+
+
+def evaluate(model_path: Path, images: list[Path], truth: np.ndarray, out_dir: Path, prepared: bool) -> dict:
+    """Score the model on the images; write metrics.json and the plots into `out_dir`."""
+    labels = list(load_sidecar(model_path).labels)
+    probabilities = predict(model_path, images, prepared)
     metrics = score(probabilities, truth, labels)
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n", encoding="utf-8")
-    plot_confusion(np.array(metrics.pop("confusion_matrix")), labels, out_dir / "confusion_matrix.png")
+    plot_confusion(np.array(metrics["confusion_matrix"]), labels, out_dir / "confusion_matrix.png")
+    plot_reliability(metrics["reliability"], metrics["expected_calibration_error"], out_dir / "reliability.png")
     return metrics
 
 
-def predict(model_path: Path, images: list[Path]) -> np.ndarray:
-    """Probabilities for each prepared image, from the serving runtime (.tflite) or Keras (.keras)."""
+def predict(model_path: Path, images: list[Path], prepared: bool) -> np.ndarray:
+    """Probabilities for each image, from the serving runtime (.tflite) or Keras (.keras).
+
+    Prepared images are already at the model's size; other photos go through the serving preprocessing.
+    """
+    pixels = (_prepared_pixels if prepared else _photo_pixels)(images, load_sidecar(model_path))
     if model_path.suffix == ".tflite":
         from lambda_function.inference import Classifier
         from lambda_function.settings import available_cpus
 
         classifier = Classifier(model_path, num_threads=available_cpus())
-        return np.stack([classifier.probabilities(np.asarray(Image.open(path).convert("RGB"))) for path in images])
+        return np.stack([classifier.probabilities(image) for image in pixels])
     import keras
 
     from conversion import starter_head  # noqa: F401 - registers the starter head layer, so its models load
+    from training import cat_gate  # noqa: F401 - registers the cat gate's layers, so gated models load
 
     model = keras.saving.load_model(model_path, compile=False)
-    batches = [
-        np.stack([np.asarray(Image.open(p).convert("RGB")) for p in images[i : i + 32]]).astype(np.float32)
-        for i in range(0, len(images), 32)
-    ]
-    return np.concatenate([model.predict(batch, verbose=0) for batch in batches])
+    return model.predict(pixels.astype(np.float32), batch_size=32, verbose=0)
+
+
+def _prepared_pixels(images: list[Path], _card: object) -> np.ndarray:
+    return np.stack([np.asarray(Image.open(path).convert("RGB")) for path in images])
+
+
+def _photo_pixels(images: list[Path], card: object) -> np.ndarray:
+    from conversion.image_folder import load_pixels
+
+    size_px = (card.input.width_px, card.input.height_px)  # type: ignore[attr-defined]
+    pixels = load_pixels(images, size_px)
+    if len(pixels) != len(images):
+        raise ValueError(f"{len(images) - len(pixels)} of the photos could not be decoded")
+    return pixels
 
 
 def score(probabilities: np.ndarray, truth: np.ndarray, labels: list[str]) -> dict:
     predicted = probabilities.argmax(axis=1)
-    top5 = np.argsort(-probabilities, axis=1)[:, :5]
+    ranked = np.argsort(-probabilities, axis=1, kind="stable")
     confusion = np.zeros((len(labels), len(labels)), dtype=int)
     np.add.at(confusion, (truth, predicted), 1)
-    per_class = {}
+    metrics: dict = {"images": len(truth)}
+    for k in (1, 3, 5):
+        metrics[f"top{k}_accuracy"] = _top_k(ranked, truth, k)
+    calibration = calibration_bins(probabilities.max(axis=1), predicted == truth)
+    metrics["expected_calibration_error"] = calibration.pop("expected_calibration_error")
+    if NO_CAT in labels:
+        metrics |= cat_figures(ranked, truth, labels.index(NO_CAT))
+    metrics["per_class"] = per_class(confusion, labels)
+    metrics["confusion_matrix"] = confusion.tolist()
+    metrics["reliability"] = calibration
+    return metrics
+
+
+def _top_k(ranked: np.ndarray, truth: np.ndarray, k: int) -> float:
+    if not len(truth):
+        return float("nan")
+    return round(float(np.mean([t in row for t, row in zip(truth, ranked[:, :k], strict=True)])), 4)
+
+
+def cat_figures(ranked: np.ndarray, truth: np.ndarray, no_cat: int) -> dict:
+    """Breed accuracy among the cats, and the cat/"No cat" decision (the top answer is a breed, or "No cat")."""
+    is_cat = truth != no_cat
+    answered_no_cat = ranked[:, 0] == no_cat
+    figures = {"cats": int(is_cat.sum()), "not_cats": int((~is_cat).sum())}
+    if is_cat.any():
+        figures["cat_breed_top1"] = _top_k(ranked[is_cat], truth[is_cat], 1)
+        figures["cat_breed_top3"] = _top_k(ranked[is_cat], truth[is_cat], 3)
+        figures["cats_detected"] = round(float(np.mean(~answered_no_cat[is_cat])), 4)
+    if (~is_cat).any():
+        figures["not_cats_answered_no_cat"] = round(float(np.mean(answered_no_cat[~is_cat])), 4)
+    return figures
+
+
+def per_class(confusion: np.ndarray, labels: list[str]) -> dict[str, dict]:
+    result = {}
     for index, label in enumerate(labels):
         true_positives = int(confusion[index, index])
         predicted_as = int(confusion[:, index].sum())
         actual = int(confusion[index].sum())
-        per_class[label] = {
+        result[label] = {
             "images": actual,
             "precision": round(true_positives / predicted_as, 4) if predicted_as else None,
             "recall": round(true_positives / actual, 4) if actual else None,
         }
-    return {
-        "images": len(truth),
-        "top1_accuracy": round(float(np.mean(predicted == truth)), 4),
-        "top5_accuracy": round(float(np.mean([t in row for t, row in zip(truth, top5, strict=True)])), 4),
-        "per_class": per_class,
-        "confusion_matrix": confusion.tolist(),
-    }
+    return result
 
 
-def plot_confusion(confusion: np.ndarray, labels: list[str], path: Path) -> None:
+def calibration_bins(confidence: np.ndarray, correct: np.ndarray, bins: int = CALIBRATION_BINS) -> dict:
+    """Expected calibration error over equal-width confidence bins, and each bin's figures for the diagram."""
+    edges = np.linspace(0, 1, bins + 1)
+    index = np.clip(np.digitize(confidence, edges[1:-1]), 0, bins - 1)
+    rows, error = [], 0.0
+    for b in range(bins):
+        members = index == b
+        if not members.any():
+            continue
+        accuracy, mean_confidence = float(correct[members].mean()), float(confidence[members].mean())
+        error += members.mean() * abs(accuracy - mean_confidence)
+        rows.append(
+            {
+                "from": round(float(edges[b]), 4),
+                "to": round(float(edges[b + 1]), 4),
+                "images": int(members.sum()),
+                "accuracy": round(accuracy, 4),
+                "confidence": round(mean_confidence, 4),
+            }
+        )
+    return {"expected_calibration_error": round(float(error), 4), "bins": rows}
+
+
+def record(model_path: Path, key: str, summary: dict) -> None:
+    """Write the summary into the sidecar's metrics under `key`, keeping everything else."""
+    card = load_sidecar(model_path)
+    write_sidecar(model_path, replace(card, metrics={**card.metrics, key: summary}))
+
+
+def _pyplot():
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    side = max(4, 0.18 * len(labels) + 2)
+    return plt
+
+
+def plot_confusion(confusion: np.ndarray, labels: list[str], path: Path) -> None:
+    plt = _pyplot()
+    side = max(5, 0.3 * len(labels) + 3)
     figure, axes = plt.subplots(figsize=(side, side))
     row_totals = np.maximum(confusion.sum(axis=1, keepdims=True), 1)
     image = axes.imshow(confusion / row_totals, cmap="Blues", vmin=0, vmax=1)
+    if len(labels) <= 20:
+        for (row, column), count in np.ndenumerate(confusion):
+            if count:
+                share = count / row_totals[row, 0]
+                colour = "white" if share > 0.6 else "black"
+                axes.text(column, row, str(count), ha="center", va="center", fontsize=7, color=colour)
     axes.set_xticks(range(len(labels)), labels, rotation=90, fontsize=7)
     axes.set_yticks(range(len(labels)), labels, fontsize=7)
     axes.set_xlabel("predicted")
     axes.set_ylabel("true")
-    axes.set_title("Confusion matrix (share of each true class)")
+    axes.set_title("Confusion matrix (counts; colour: share of each true class)")
     figure.colorbar(image, fraction=0.046)
+    figure.tight_layout()
+    figure.savefig(path, dpi=100)
+    plt.close(figure)
+
+
+def plot_reliability(reliability: dict, error: float, path: Path) -> None:
+    plt = _pyplot()
+    bins = reliability["bins"]
+    figure, axes = plt.subplots(figsize=(4.5, 4.5))
+    axes.plot([0, 1], [0, 1], color="grey", linestyle=":", label="perfect calibration")
+    axes.bar(
+        [(b["from"] + b["to"]) / 2 for b in bins],
+        [b["accuracy"] for b in bins],
+        width=[b["to"] - b["from"] for b in bins],
+        edgecolor="#1f4e79",
+        color="#2e86de",
+        alpha=0.7,
+        label="accuracy in the bin",
+    )
+    axes.plot([b["confidence"] for b in bins], [b["accuracy"] for b in bins], "o", color="#1f4e79", markersize=3)
+    axes.set_xlim(0, 1)
+    axes.set_ylim(0, 1)
+    axes.set_xlabel("confidence (top probability)")
+    axes.set_ylabel("accuracy")
+    axes.set_title(f"Reliability (ECE {error:.3f})")
+    axes.legend(loc="upper left", fontsize=8)
     figure.tight_layout()
     figure.savefig(path, dpi=100)
     plt.close(figure)

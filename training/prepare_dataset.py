@@ -1,14 +1,20 @@
-"""Prepare the training data: the Kaggle Cat Breeds Dataset plus house-room photos as "No cat", split and resized.
+"""Prepare the training data: photos in one folder per breed plus "No cat" photos, split and resized.
 
-    python -m training.prepare_dataset --cats data/raw/cat-breeds --rooms data/raw/house-rooms --out data/prepared
+    python -m training.prepare_dataset --cats data/raw/cat-breeds --no-cat data/raw/house-rooms --out data/prepared
+    python -m training.prepare_dataset --cats ../shared/datasets/cat-breeds-12/images \
+        --no-cat ../shared/datasets/cat-breeds-12/no-cat --size 260 --out data/cat-breeds-12
 
-Reads the cat-breeds dataset as downloaded (`images/<Breed>/*.jpg`, with `data/cats.csv`) and the house-rooms
-dataset (one folder per room type), and writes `<out>/<train|val|test>/<class>/<sha256>.png`: every image decoded
-and resized by the serving preprocessing (`lambda_function.preprocessing`), stored losslessly, so training sees
-exactly the pixels serving would compute. Exact duplicates (same bytes) are removed across all classes before the
-split, so no test image leaks into training; unreadable and tiny images are dropped and counted. Each class is
-capped (seeded sample) and split stratified (seeded). Writes `manifest.csv`, `report.json`, `report.md` and
-`class_distribution.png`. Refuses to write into an output that already holds a prepared dataset (`--overwrite`).
+`--cats` is either the Kaggle Cat Breeds Dataset as downloaded (`images/<Breed>/*.jpg`, checked against
+`data/cats.csv` when present) or any folder of folders, one per class (`<Breed>/*.jpg`; a folder named "No cat"
+is that class). Every image under each `--no-cat` folder (repeatable; for example the House Rooms dataset, one
+folder per room type, and a folder of other animals and objects) is "No cat".
+
+Writes `<out>/<train|val|test>/<class>/<sha256>.png`: every image decoded and resized by the serving preprocessing
+(`lambda_function.preprocessing`), stored losslessly, so training sees exactly the pixels serving would compute.
+Exact duplicates (same bytes) are removed across all classes before the split, so no test image leaks into
+training; unreadable and tiny images are dropped and counted. Each class is capped (seeded sample) and split
+stratified (seeded). Writes `manifest.csv`, `report.json`, `report.md` and `class_distribution.png`. Refuses to
+write into an output that already holds a prepared dataset (`--overwrite`).
 """
 
 from __future__ import annotations
@@ -44,7 +50,7 @@ STAGING = ".staging"
 @dataclass(frozen=True)
 class PrepareConfig:
     cats_dir: Path
-    rooms_dir: Path | None
+    no_cat_dirs: tuple[Path, ...]
     out_dir: Path
     size_px: int = 380
     max_per_class: int = 1000
@@ -67,7 +73,7 @@ class Source:
 
     path: Path
     label: str
-    origin: str  # "cats" or "rooms/<RoomType>", for the report
+    origin: str  # "cats", or the "No cat" folder it came from ("rooms/Kitchen"), for the report
 
 
 @dataclass(frozen=True)
@@ -100,8 +106,18 @@ def main(argv: list[str] | None = None) -> int:
 
 def parse_args(argv: list[str] | None) -> PrepareConfig:
     parser = argparse.ArgumentParser(prog="python -m training.prepare_dataset", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--cats", type=Path, help="the Kaggle Cat Breeds Dataset folder (holds images/ and data/)")
-    parser.add_argument("--rooms", type=Path, help="the House Rooms Image Dataset folder (one folder per room type)")
+    parser.add_argument(
+        "--cats", type=Path, help="the Kaggle Cat Breeds Dataset folder (holds images/), or one folder per class"
+    )
+    parser.add_argument(
+        "--no-cat",
+        "--rooms",
+        type=Path,
+        action="append",
+        default=[],
+        dest="no_cat",
+        help="a folder whose images (at any depth) are all 'No cat', e.g. the House Rooms dataset; repeatable",
+    )
     parser.add_argument("--out", type=Path, required=True, help="where to write the prepared dataset")
     parser.add_argument("--size", type=int, default=380, help="training resolution in pixels (default 380, B4's)")
     parser.add_argument("--max-per-class", type=int, default=1000, help="cap per class, seeded sample (default 1000)")
@@ -116,9 +132,10 @@ def parse_args(argv: list[str] | None) -> PrepareConfig:
         help="fetch both datasets with kagglehub first (needs Kaggle credentials and internet)",
     )
     args = parser.parse_args(argv)
-    cats, rooms = args.cats, args.rooms
+    cats, no_cat = args.cats, list(args.no_cat)
     if args.download:
         cats, rooms = download_datasets()
+        no_cat.append(rooms)
     if cats is None:
         parser.error("give --cats (or --download)")
     try:
@@ -129,7 +146,7 @@ def parse_args(argv: list[str] | None) -> PrepareConfig:
         parser.error(f"--split {args.split!r} needs three parts")
     return PrepareConfig(
         cats_dir=cats,
-        rooms_dir=rooms,
+        no_cat_dirs=tuple(no_cat),
         out_dir=args.out,
         size_px=args.size,
         max_per_class=args.max_per_class,
@@ -170,21 +187,24 @@ def images_under(folder: Path) -> list[Path]:
 
 
 def collect_sources(config: PrepareConfig) -> tuple[list[Source], dict[str, object]]:
-    """Every candidate image with its class: breeds from `images/<Breed>/`, "No cat" from every room folder."""
-    images_dir = config.cats_dir / "images"
-    if not images_dir.is_dir():
-        raise FileNotFoundError(f"{images_dir} not found: --cats must be the dataset folder holding images/")
+    """Every candidate image with its class: one class per folder of `--cats`, "No cat" for every `--no-cat` image."""
+    if not config.cats_dir.is_dir():
+        raise FileNotFoundError(f"{config.cats_dir} not found: --cats must be a folder of class folders")
+    # The Kaggle download keeps its class folders in images/; any other dataset is the folder of folders itself.
+    images_dir = config.cats_dir / "images" if (config.cats_dir / "images").is_dir() else config.cats_dir
     sources = [
         Source(path, path.relative_to(images_dir).parts[0], "cats")
         for path in images_under(images_dir)
         if len(path.relative_to(images_dir).parts) == 2
     ]
-    if config.rooms_dir is not None:
-        if not config.rooms_dir.is_dir():
-            raise FileNotFoundError(f"{config.rooms_dir} not found")
-        sources += [Source(path, NO_CAT, f"rooms/{path.parent.name}") for path in images_under(config.rooms_dir)]
+    for folder in config.no_cat_dirs:
+        if not folder.is_dir():
+            raise FileNotFoundError(f"--no-cat folder {folder} not found")
+        sources += [
+            Source(path, NO_CAT, path.parent.relative_to(folder.parent).as_posix()) for path in images_under(folder)
+        ]
     if not sources:
-        raise ValueError(f"no images found under {images_dir}")
+        raise ValueError(f"no images found in class folders under {images_dir}")
     return sources, check_against_csv(config.cats_dir / "data" / "cats.csv", sources)
 
 
@@ -335,7 +355,7 @@ def build_report(
         "sources": {
             "images_found": len(sources),
             "by_origin": dict(Counter(s.origin.split("/")[0] for s in sources)),
-            "room_types": dict(Counter(s.origin for s in sources if s.origin.startswith("rooms/"))),
+            "no_cat_folders": dict(sorted(Counter(s.origin for s in sources if s.label == NO_CAT).items())),
             **csv_check,
         },
         "dropped": {

@@ -1,13 +1,18 @@
-"""Fine-tune the breed classifier on a prepared dataset (run it on a GPU instance; it runs on CPU too, slowly).
+"""Train the breed classifier on a prepared dataset: fine-tuning on a GPU instance, or the head alone on a CPU.
 
     python -m training.train --data data/prepared --run runs/b4
+    python -m training.train --data data/cat-breeds-12 --run runs/lite0 --backbone efficientnet-lite0 \
+        --head-only --cat-gate --hidden-units 0 --head-epochs 200
 
-Two phases, in the order of the keras-io EfficientNet fine-tuning recipe: first the new head on a frozen
+By default, two phases, in the order of the keras-io EfficientNet fine-tuning recipe: first the new head on a frozen
 backbone, then the top of the backbone at a lower learning rate with BatchNorm kept frozen (its statistics were
 learnt on far more images than ours; updating them on small batches wrecks the features). Writes into the run
 folder: `model.keras` (best checkpoint by validation top-5), its sidecar `model.json` (labels, input spec, metrics,
 the data manifest's hash), `history.csv`, `curves.png` and TensorBoard logs. `python -m conversion.convert
 runs/b4/model.keras ...` converts the result with no extra step.
+
+`--head-only` trains the head alone on backbone features computed once and cached (`training.head_only`): the
+recipe for a laptop CPU and a few thousand photos, where it takes minutes instead of hours.
 """
 
 from __future__ import annotations
@@ -23,7 +28,7 @@ from typing import Any
 
 from lambda_function.model_contract import InputSpec, ModelCard, write_sidecar
 from training.model import BACKBONES, DEFAULT_BACKBONE
-from training.prepare_dataset import MANIFEST, class_names, read_manifest
+from training.prepare_dataset import MANIFEST, NO_CAT, class_names, read_manifest
 
 
 @dataclass(frozen=True)
@@ -47,6 +52,12 @@ class TrainConfig:
     cache: str = "disk"
     max_steps_per_epoch: int | None = None
     seed: int = 42
+    head_only: bool = False
+    hidden_units: int = 256
+    cat_gate: bool = False
+    flip_features: bool = True
+    model_name: str | None = None  # None: "<backbone>-cat-breeds"
+    model_version: str | None = None  # None: the UTC time of the run, YYYYMMDDhhmmss
 
     def __post_init__(self) -> None:
         if self.backbone not in BACKBONES:
@@ -59,6 +70,12 @@ class TrainConfig:
             raise ValueError("--head-epochs must be at least 1, --fine-tune-epochs at least 0, --batch-size at least 1")
         if self.cache not in ("disk", "memory", "none"):
             raise ValueError("--cache must be disk, memory or none")
+        if self.head_only and self.fine_tune_epochs:
+            raise ValueError("--head-only trains on cached features and cannot fine-tune: --fine-tune-epochs must be 0")
+        if self.hidden_units < 0:
+            raise ValueError("--hidden-units must be 0 (a linear head) or more")
+        if self.cat_gate and not self.backbone.startswith("efficientnet-lite"):
+            raise ValueError("--cat-gate needs an efficientnet-lite backbone (it reads ImageNet's classifier)")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -74,18 +91,35 @@ def main(argv: list[str] | None = None) -> int:
     strategy = configure_devices()
     labels = class_names(rows)
     size_px = prepared_size_px(config.data_dir)
-    datasets = {split: make_dataset(rows, split, labels, size_px, config) for split in ("train", "val")}
     config.run_dir.mkdir(parents=True, exist_ok=True)
+    if config.cat_gate and NO_CAT not in labels:
+        print(f"error: --cat-gate needs a '{NO_CAT}' class in the dataset", file=sys.stderr)
+        return 2
     with strategy.scope():
-        model = build_model(len(labels), size_px, config)
+        model = build_model(len(labels), size_px, config, labels.index(NO_CAT) if config.cat_gate else None)
+    if config.head_only:
+        from training.head_only import train_head_on_features
+
+        history, metrics = train_head_on_features(model, rows, labels, size_px, config)
+    else:
+        history, metrics = train_two_phases(model, rows, labels, size_px, config)
+    write_run_outputs(config, labels, size_px, history, metrics)
+    print(json.dumps({"val_" + k: round(float(v), 4) for k, v in metrics.items()}))
+    return 0
+
+
+def train_two_phases(
+    model: Any, rows: list[dict[str, str]], labels: list[str], size_px: int, config: TrainConfig
+) -> tuple[list[dict[str, float]], dict[str, float]]:
+    """The head on a frozen backbone, then the top of the backbone; the history and the best model's val metrics."""
+    import keras
+
+    datasets = {split: make_dataset(rows, split, labels, size_px, config) for split in ("train", "val")}
     history = train_head(model, datasets, config)
     if config.fine_tune_epochs:
         history += fine_tune(model, datasets, config, best_top5=max(h["val_top5"] for h in history))
     best = keras.saving.load_model(config.run_dir / "model.keras", compile=True)
-    metrics = best.evaluate(datasets["val"], verbose=0, return_dict=True)
-    write_run_outputs(config, labels, size_px, history, metrics)
-    print(json.dumps({"val_" + k: round(float(v), 4) for k, v in metrics.items()}))
-    return 0
+    return history, best.evaluate(datasets["val"], verbose=0, return_dict=True)
 
 
 def parse_args(argv: list[str] | None) -> TrainConfig:
@@ -101,7 +135,28 @@ def parse_args(argv: list[str] | None) -> TrainConfig:
     )
     parser.add_argument("--batch-size", type=int, default=32, help="images per step, over all GPUs (default 32)")
     parser.add_argument("--head-epochs", type=int, default=5, help="phase 1: the head on a frozen backbone")
-    parser.add_argument("--fine-tune-epochs", type=int, default=10, help="phase 2: the top of the backbone too")
+    parser.add_argument(
+        "--fine-tune-epochs", type=int, help="phase 2: the top of the backbone too (default 10; 0 with --head-only)"
+    )
+    parser.add_argument(
+        "--head-only",
+        action="store_true",
+        help="train only the head, on backbone features computed once and cached in the run folder (CPU recipe)",
+    )
+    parser.add_argument(
+        "--hidden-units", type=int, default=256, help="the head's hidden ReLU layer; 0 for a linear head (default 256)"
+    )
+    parser.add_argument(
+        "--cat-gate",
+        action="store_true",
+        help="decide 'No cat' from ImageNet's cat classes, fitted on the training split, and train the head on the "
+        "breeds alone (efficientnet-lite backbones; see training/cat_gate.py)",
+    )
+    parser.add_argument(
+        "--no-flip-features",
+        action="store_true",
+        help="with --head-only: do not add the mirror images' features to the training set",
+    )
     parser.add_argument("--head-lr", type=float, default=1e-3, help="phase 1 learning rate (Adam)")
     parser.add_argument("--fine-tune-lr", type=float, default=1e-4, help="phase 2 learning rate (Adam)")
     parser.add_argument(
@@ -122,7 +177,11 @@ def parse_args(argv: list[str] | None) -> TrainConfig:
     )
     parser.add_argument("--max-steps-per-epoch", type=int, help="cap the steps per epoch (smoke runs)")
     parser.add_argument("--seed", type=int, default=42, help="seed of weights, shuffling and augmentation")
+    parser.add_argument("--name", help="the model's name in its sidecar (default <backbone>-cat-breeds)")
+    parser.add_argument("--version", help="the model's version in its sidecar (default the run's UTC time)")
     args = parser.parse_args(argv)
+    if args.fine_tune_epochs is None:
+        args.fine_tune_epochs = 0 if args.head_only else 10
     return TrainConfig(
         data_dir=args.data,
         run_dir=args.run,
@@ -141,6 +200,12 @@ def parse_args(argv: list[str] | None) -> TrainConfig:
         cache=args.cache,
         max_steps_per_epoch=args.max_steps_per_epoch,
         seed=args.seed,
+        head_only=args.head_only,
+        hidden_units=args.hidden_units,
+        cat_gate=args.cat_gate,
+        flip_features=not args.no_flip_features,
+        model_name=args.name,
+        model_version=args.version,
     )
 
 
@@ -213,10 +278,18 @@ def augmentation() -> Any:
     )
 
 
-def build_model(num_classes: int, size_px: int, config: TrainConfig) -> Any:
+def build_model(num_classes: int, size_px: int, config: TrainConfig, no_cat_index: int | None = None) -> Any:
     from training.model import build_classifier
 
-    return build_classifier(num_classes, config.backbone, size_px, config.weights, config.dropout)
+    return build_classifier(
+        num_classes,
+        config.backbone,
+        size_px,
+        config.weights,
+        config.dropout,
+        hidden_units=config.hidden_units,
+        cat_gate_at=no_cat_index,
+    )
 
 
 def compile_model(model: Any, learning_rate: float, config: TrainConfig) -> None:
@@ -250,16 +323,19 @@ def callbacks(config: TrainConfig, best_top5: float | None = None) -> list[Any]:
     ]
 
 
-def class_weight_map(datasets: dict[str, Any], config: TrainConfig) -> dict[int, float] | None:
-    if not config.class_weights:
-        return None
+def class_weight_map(counts: Any) -> dict[int, float]:
+    """Inverse-frequency weights from the training images per class, 1.0 on average."""
+    return {i: float(counts.sum() / (len(counts) * max(c, 1))) for i, c in enumerate(counts)}
+
+
+def dataset_class_counts(dataset: Any) -> Any:
     import numpy as np
 
     counts = np.zeros(0)
-    for _, labels in datasets["train"]:
+    for _, labels in dataset:
         batch_counts = labels.numpy().sum(axis=0)
         counts = batch_counts if counts.size == 0 else counts + batch_counts
-    return {i: float(counts.sum() / (len(counts) * max(c, 1))) for i, c in enumerate(counts)}
+    return counts
 
 
 def train_head(model: Any, datasets: dict[str, Any], config: TrainConfig) -> list[dict[str, float]]:
@@ -299,7 +375,7 @@ def _fit(
         initial_epoch=epochs[0],
         epochs=epochs[1],
         callbacks=callbacks(config, best_top5),
-        class_weight=class_weight_map(datasets, config),
+        class_weight=class_weight_map(dataset_class_counts(datasets["train"])) if config.class_weights else None,
         shuffle=False,
         verbose=2,
     )
@@ -314,8 +390,8 @@ def write_run_outputs(
 
     manifest_sha256 = hashlib.sha256((config.data_dir / MANIFEST).read_bytes()).hexdigest()
     card = ModelCard(
-        name=f"{config.backbone}-cat-breeds",
-        version=dt.datetime.now(dt.UTC).strftime("%Y%m%d%H%M%S"),
+        name=config.model_name or f"{config.backbone}-cat-breeds",
+        version=config.model_version or dt.datetime.now(dt.UTC).strftime("%Y%m%d%H%M%S"),
         labels=tuple(labels),
         input=InputSpec(height_px=size_px, width_px=size_px),
         provenance={
