@@ -28,7 +28,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from lambda_function.model_contract import ModelContractError, load_sidecar, write_sidecar
+from lambda_function.model_contract import ModelCard, ModelContractError, load_sidecar, write_sidecar
 from training.prepare_dataset import NO_CAT, read_manifest
 
 CALIBRATION_BINS = 15
@@ -120,8 +120,9 @@ def photo_label(path: Path, labels: list[str]) -> str | None:
 
 def evaluate(model_path: Path, images: list[Path], truth: np.ndarray, out_dir: Path, prepared: bool) -> dict:
     """Score the model on the images; write metrics.json and the plots into `out_dir`."""
-    labels = list(load_sidecar(model_path).labels)
-    probabilities = predict(model_path, images, prepared)
+    card = load_sidecar(model_path)
+    labels = list(card.labels)
+    probabilities = predict(model_path, model_pixels(images, card, prepared))
     metrics = score(probabilities, truth, labels)
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n", encoding="utf-8")
@@ -130,12 +131,26 @@ def evaluate(model_path: Path, images: list[Path], truth: np.ndarray, out_dir: P
     return metrics
 
 
-def predict(model_path: Path, images: list[Path], prepared: bool) -> np.ndarray:
-    """Probabilities for each image, from the serving runtime (.tflite) or Keras (.keras).
+def model_pixels(images: list[Path], card: ModelCard, prepared: bool) -> np.ndarray:
+    """The images as one uint8 batch at the model's input size.
 
-    Prepared images are already at the model's size; other photos go through the serving preprocessing.
+    Prepared images are already at that size, as the serving preprocessing made them; other photos go through it.
+
+    Raises:
+        ValueError: a photo cannot be decoded (a score over fewer photos than asked would mislead).
     """
-    pixels = (_prepared_pixels if prepared else _photo_pixels)(images, load_sidecar(model_path))
+    if prepared:
+        return np.stack([np.asarray(Image.open(path).convert("RGB")) for path in images])
+    from conversion.image_folder import load_pixels
+
+    pixels = load_pixels(images, (card.input.width_px, card.input.height_px))
+    if len(pixels) != len(images):
+        raise ValueError(f"{len(images) - len(pixels)} of the photos could not be decoded")
+    return pixels
+
+
+def predict(model_path: Path, pixels: np.ndarray) -> np.ndarray:
+    """Probabilities for each image, from the serving runtime (.tflite) or Keras (.keras)."""
     if model_path.suffix == ".tflite":
         from lambda_function.inference import Classifier
         from lambda_function.settings import available_cpus
@@ -149,20 +164,6 @@ def predict(model_path: Path, images: list[Path], prepared: bool) -> np.ndarray:
 
     model = keras.saving.load_model(model_path, compile=False)
     return model.predict(pixels.astype(np.float32), batch_size=32, verbose=0)
-
-
-def _prepared_pixels(images: list[Path], _card: object) -> np.ndarray:
-    return np.stack([np.asarray(Image.open(path).convert("RGB")) for path in images])
-
-
-def _photo_pixels(images: list[Path], card: object) -> np.ndarray:
-    from conversion.image_folder import load_pixels
-
-    size_px = (card.input.width_px, card.input.height_px)  # type: ignore[attr-defined]
-    pixels = load_pixels(images, size_px)
-    if len(pixels) != len(images):
-        raise ValueError(f"{len(images) - len(pixels)} of the photos could not be decoded")
-    return pixels
 
 
 def score(probabilities: np.ndarray, truth: np.ndarray, labels: list[str]) -> dict:

@@ -172,7 +172,7 @@ def cached_features(
 def _unpack(stored: np.lib.npyio.NpzFile) -> dict:
     result: dict = {"labels": stored["labels"]}
     for name in ("vectors", "flipped"):
-        arrays = [stored[f"{name}_{i}"] for i in range(len(stored.files)) if f"{name}_{i}" in stored.files]
+        arrays = [stored[key] for key in sorted(stored.files) if key.startswith(f"{name}_")]  # at most 2 of each
         if arrays:
             result[name] = arrays
     return result
