@@ -19,7 +19,7 @@ COPY models/${MODEL}.tflite models/${MODEL}.json ${LAMBDA_TASK_ROOT}/models/
 COPY lambda_function/ ${LAMBDA_TASK_ROOT}/lambda_function/
 
 # Lambda runs the image as its own unprivileged user whatever USER says, and ignores HEALTHCHECK.
-# checkov:skip=CKV_DOCKER_2: Lambda ignores HEALTHCHECK; the server target is probed by Kubernetes on /health
+# checkov:skip=CKV_DOCKER_2: Lambda ignores HEALTHCHECK; Kubernetes probes the server target on /livez and /readyz
 CMD ["lambda_function.handler.lambda_handler"]
 
 

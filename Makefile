@@ -14,7 +14,7 @@ BREED_DATA := ../shared/datasets/cat-breeds-12
 BREED_BUILD := build/breed-model
 BREED_MODEL := models/cat-breeds-12
 
-.PHONY: setup demo test serve openapi breed-model starter-model verify-lite0 bench bench-modes clean
+.PHONY: setup demo test serve loadtest openapi breed-model starter-model verify-lite0 bench bench-modes clean
 
 setup: $(STAMP)
 
@@ -44,6 +44,10 @@ test: $(STAMP) $(INFRA_STAMP) $(CHECKOV_STAMP)
 
 serve: $(STAMP)
 	$(PY) -m lambda_function serve
+
+# A bounded load test of the HTTP server on loopback (benchmarks/loadtest.py; results in benchmarks/results/).
+loadtest: $(STAMP)
+	$(PY) -m benchmarks.loadtest
 
 # Trains the default model from the shared photo set on CPU, converts it and measures it through the serving runtime
 # (docs/model.md): prepare at Lite2's 260 px, train the head on cached features with the cat gate, convert to float16,

@@ -146,12 +146,13 @@ def health() -> HealthResponse:
     return HealthResponse(status="ok", model=_model_info())
 
 
+def error_document(code: str, message: str) -> dict[str, dict[str, str]]:
+    """The body of every error answer (`ErrorResponse`), whichever layer refuses the request."""
+    return {"error": {"code": code, "message": message}}
+
+
 def _error(status: int, code: str, message: str) -> Response:
-    return Response(
-        status_code=status,
-        content_type=content_types.APPLICATION_JSON,
-        body={"error": {"code": code, "message": message}},
-    )
+    return Response(status_code=status, content_type=content_types.APPLICATION_JSON, body=error_document(code, message))
 
 
 @router.exception_handler(ClassifierError)

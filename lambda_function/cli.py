@@ -18,6 +18,7 @@ from pathlib import Path
 
 from lambda_function.errors import ClassifierError
 from lambda_function.model_contract import ModelContractError
+from lambda_function.settings import SettingsError
 
 
 @dataclass
@@ -47,7 +48,7 @@ def main(argv: list[str] | None = None) -> int:
         os.environ["MODEL_PATH"] = str(args.model)
     try:
         return args.run(args)
-    except ModelContractError as exc:
+    except (ModelContractError, SettingsError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
 
@@ -66,10 +67,12 @@ def _parser() -> argparse.ArgumentParser:
     invoke.add_argument("event", type=Path, help="an event JSON file, e.g. events/predict-url.json")
     invoke.set_defaults(run=_invoke)
 
-    serve = commands.add_parser("serve", help="serve the API on http://127.0.0.1:9696, like sam local start-api")
+    serve = commands.add_parser("serve", help="serve the API on http://127.0.0.1:9696 (the production server)")
     serve.add_argument("--host", default="127.0.0.1", help="address to listen on (0.0.0.0 in a container)")
     serve.add_argument("--port", type=int, default=9696, help="port to listen on (default 9696)")
-    serve.add_argument("--workers", type=int, default=1, help="server processes, each with its own model")
+    serve.add_argument(
+        "--workers", type=int, help="server processes, each with its own model (default: $SERVER_WORKERS or the CPUs)"
+    )
     serve.set_defaults(run=_serve)
 
     openapi = commands.add_parser("openapi", help="print the OpenAPI document of the API")
@@ -133,9 +136,15 @@ def _invoke(args: argparse.Namespace) -> int:
 
 
 def _serve(args: argparse.Namespace) -> int:
-    from lambda_function.local_server import serve
+    from dataclasses import replace
 
-    serve(host=args.host, port=args.port, workers=args.workers)
+    from lambda_function.server import serve
+    from lambda_function.settings import Settings
+
+    settings = Settings.from_env()
+    if args.workers:
+        settings = replace(settings, server=replace(settings.server, workers=args.workers))
+    serve(settings, host=args.host, port=args.port)
     return 0
 
 

@@ -84,3 +84,31 @@ class UpstreamTimeout(ClassifierError):
 
     code = "upstream_timeout"
     status = HTTPStatus.GATEWAY_TIMEOUT
+
+
+class RequestTooLarge(ClassifierError):
+    """The request body is over the HTTP server's cap (refused before it is read in full)."""
+
+    code = "request_too_large"
+    status = HTTPStatus.REQUEST_ENTITY_TOO_LARGE
+
+
+class RequestTimeout(ClassifierError):
+    """The client did not finish sending its request body within the request deadline."""
+
+    code = "request_timeout"
+    status = HTTPStatus.REQUEST_TIMEOUT
+
+
+class DeadlineExceeded(ClassifierError):
+    """The service could not answer within the request deadline (the server queues, or the work is slow)."""
+
+    code = "deadline_exceeded"
+    status = HTTPStatus.GATEWAY_TIMEOUT
+
+
+class NotReady(ClassifierError):
+    """The server is starting or draining; the load balancer should send the request elsewhere."""
+
+    code = "not_ready"
+    status = HTTPStatus.SERVICE_UNAVAILABLE

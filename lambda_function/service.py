@@ -6,9 +6,9 @@ per-request setup; the API layer only parses requests and shapes responses aroun
 
 from __future__ import annotations
 
+import threading
 import time
 from dataclasses import dataclass
-from functools import cache
 
 from aws_lambda_powertools.metrics import MetricUnit
 
@@ -16,7 +16,7 @@ from lambda_function.fetch import Resolver, SafeFetcher, system_resolver
 from lambda_function.inference import Classifier, Prediction
 from lambda_function.observability import logger, metrics, tracer
 from lambda_function.preprocessing import DecodeLimits, prepare_image
-from lambda_function.settings import Settings
+from lambda_function.settings import Settings, available_cpus
 from lambda_function.uploads import decode_base64_image
 
 
@@ -36,6 +36,10 @@ class BreedService:
         self.classifier = Classifier(settings.model_path, num_threads=settings.inference_threads)
         self.fetcher = SafeFetcher(settings.fetch, resolver=resolver)
         self._limits = DecodeLimits(max_pixels=settings.max_image_pixels, jpeg_draft=settings.jpeg_draft)
+        # Decoding and inference are CPU work: a server with many requests in flight (most of them waiting on
+        # URLs) decodes as many images at once as there are CPUs, which also bounds the decoders' memory.
+        self._compute_slots = threading.BoundedSemaphore(available_cpus())
+        self._metrics_lock = threading.Lock()  # powertools' metric set is not thread-safe
         card = self.classifier.card
         logger.info(
             "model loaded",
@@ -57,19 +61,36 @@ class BreedService:
 
     @tracer.capture_method(capture_response=False)
     def classify_bytes(self, data: bytes, top_k: int) -> ClassifiedImage:
-        started = time.perf_counter()
-        pixels = prepare_image(data, self.classifier.input_size_px, self._limits)
-        preprocessed = time.perf_counter()
-        predictions = self.classifier.classify(pixels, top_k)
-        finished = time.perf_counter()
+        with self._compute_slots:
+            started = time.perf_counter()
+            pixels = prepare_image(data, self.classifier.input_size_px, self._limits)
+            preprocessed = time.perf_counter()
+            predictions = self.classifier.classify(pixels, top_k)
+            finished = time.perf_counter()
         preprocessing_ms = (preprocessed - started) * 1000
         inference_ms = (finished - preprocessed) * 1000
-        metrics.add_metric(name="PreprocessingMs", unit=MetricUnit.Milliseconds, value=preprocessing_ms)
-        metrics.add_metric(name="InferenceMs", unit=MetricUnit.Milliseconds, value=inference_ms)
+        with self._metrics_lock:
+            metrics.add_metric(name="PreprocessingMs", unit=MetricUnit.Milliseconds, value=preprocessing_ms)
+            metrics.add_metric(name="InferenceMs", unit=MetricUnit.Milliseconds, value=inference_ms)
         return ClassifiedImage(predictions, self.classifier.cat_detected(predictions), preprocessing_ms, inference_ms)
 
 
-@cache
+_service: BreedService | None = None
+_service_lock = threading.Lock()
+
+
+def install_service(service: BreedService | None) -> None:
+    """Make `service` the one the API routes use (the HTTP server does so at start-up); None forgets it."""
+    global _service
+    with _service_lock:
+        _service = service
+
+
 def get_service() -> BreedService:
-    """The process-wide service, built from the environment on first use (at Lambda init)."""
-    return BreedService(Settings.from_env())
+    """The process-wide service: the installed one, else one built from the environment on first use (Lambda
+    init, the CLI)."""
+    global _service
+    with _service_lock:
+        if _service is None:
+            _service = BreedService(Settings.from_env())
+        return _service

@@ -25,6 +25,8 @@ DEFAULT_MAX_FETCH_BYTES = 10_000_000
 DEFAULT_MAX_IMAGE_PIXELS = 50_000_000
 # Photos in the bucket come straight from cameras and phones, so they may be larger than a URL download.
 DEFAULT_S3_MAX_OBJECT_BYTES = 20_000_000
+# The HTTP server's request body cap: API Gateway's 6 MB payload limit, so both front doors accept the same requests.
+DEFAULT_MAX_REQUEST_BYTES = 6_000_000
 
 
 class SettingsError(ValueError):
@@ -67,6 +69,32 @@ class FetchSettings:
 
 
 @dataclass(frozen=True)
+class ServerSettings:
+    """The HTTP server of `python -m lambda_function serve` and the image's `server` target (`lambda_function.server`).
+
+    The request deadline sits above the fetch deadline, so a slow upstream is reported as the upstream's
+    timeout; the graceful timeout sits above the deadline, so SIGTERM lets every request in flight finish.
+    """
+
+    workers: int = field(default_factory=available_cpus)
+    # Requests in flight per worker beyond which they queue: URL fetches wait on the network, not on a CPU.
+    threads_per_worker: int = 32
+    max_request_bytes: int = DEFAULT_MAX_REQUEST_BYTES
+    request_deadline_s: float = 14.0
+    # After SIGTERM, /readyz answers 503 this long before the worker stops accepting connections, so that the
+    # load balancer stops sending first (Kubernetes removes the endpoint while the pod is still serving).
+    drain_s: float = 5.0
+    graceful_timeout_s: float = 20.0
+
+    def __post_init__(self) -> None:
+        if self.graceful_timeout_s <= self.drain_s + self.request_deadline_s:
+            raise SettingsError(
+                "SERVER_GRACEFUL_TIMEOUT_S must exceed SERVER_DRAIN_S + SERVER_REQUEST_DEADLINE_S, "
+                "or SIGTERM would cut requests in flight"
+            )
+
+
+@dataclass(frozen=True)
 class Settings:
     """Everything the serving path can be configured with."""
 
@@ -77,6 +105,7 @@ class Settings:
     max_upload_bytes: int = DEFAULT_MAX_UPLOAD_BYTES
     s3_max_object_bytes: int = DEFAULT_S3_MAX_OBJECT_BYTES
     fetch: FetchSettings = field(default_factory=FetchSettings)
+    server: ServerSettings = field(default_factory=ServerSettings)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -103,7 +132,20 @@ class Settings:
             max_upload_bytes=_number(env, "MAX_UPLOAD_BYTES", DEFAULT_MAX_UPLOAD_BYTES, int),
             s3_max_object_bytes=_number(env, "S3_MAX_OBJECT_BYTES", DEFAULT_S3_MAX_OBJECT_BYTES, int),
             fetch=fetch,
+            server=_server_settings(env),
         )
+
+
+def _server_settings(env: Mapping[str, str]) -> ServerSettings:
+    default = ServerSettings()
+    return ServerSettings(
+        workers=_number(env, "SERVER_WORKERS", default.workers, int),
+        threads_per_worker=_number(env, "SERVER_THREADS_PER_WORKER", default.threads_per_worker, int),
+        max_request_bytes=_number(env, "SERVER_MAX_REQUEST_BYTES", default.max_request_bytes, int),
+        request_deadline_s=_number(env, "SERVER_REQUEST_DEADLINE_S", default.request_deadline_s, float, minimum=0.1),
+        drain_s=_number(env, "SERVER_DRAIN_S", default.drain_s, float, minimum=0),
+        graceful_timeout_s=_number(env, "SERVER_GRACEFUL_TIMEOUT_S", default.graceful_timeout_s, float),
+    )
 
 
 def _bool(env: Mapping[str, str], name: str, *, default: bool) -> bool:

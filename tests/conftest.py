@@ -61,11 +61,11 @@ def service_env(model_path: Path) -> Iterator[dict[str, str]]:
     with pytest.MonkeyPatch.context() as patch:
         for key, value in env.items():
             patch.setenv(key, value)
-        from lambda_function.service import get_service
+        from lambda_function.service import install_service
 
-        get_service.cache_clear()
+        install_service(None)
         yield env
-        get_service.cache_clear()
+        install_service(None)
 
 
 @pytest.fixture(scope="session")

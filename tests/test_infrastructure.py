@@ -20,7 +20,7 @@ from tests.conftest import REPO_DIR
 
 INFRA_BIN = REPO_DIR / ".venv-infra" / "bin"
 CHECKOV = REPO_DIR / ".venv-checkov" / "bin" / "checkov"
-K8S_MANIFESTS = ["namespace.yaml", "deployment.yaml", "service.yaml", "hpa.yaml", "networkpolicy.yaml"]
+K8S_MANIFESTS = ["namespace.yaml", "deployment.yaml", "service.yaml", "hpa.yaml", "networkpolicy.yaml", "pdb.yaml"]
 TOOL_ENV = {**os.environ, "AWS_DEFAULT_REGION": "eu-west-1", "SAM_CLI_TELEMETRY": "0"}
 
 
@@ -91,9 +91,31 @@ def test_deployment_runs_the_server_as_non_root_on_a_read_only_filesystem_with_p
 
     assert pod["securityContext"]["runAsNonRoot"] is True
     assert container["securityContext"]["readOnlyRootFilesystem"] is True
-    assert container["readinessProbe"]["httpGet"]["path"] == container["livenessProbe"]["httpGet"]["path"] == "/health"
+    assert container["readinessProbe"]["httpGet"]["path"] == container["startupProbe"]["httpGet"]["path"] == "/readyz"
+    assert container["livenessProbe"]["httpGet"]["path"] == "/livez"
     assert container["resources"]["limits"]["cpu"] == "1"
+    assert {"name": "SERVER_WORKERS", "value": "1"} in container["env"]
     assert {"name": "INFERENCE_THREADS", "value": "1"} in container["env"]
+
+
+def test_shutdown_outlasts_the_server_drain_and_deadline_and_pods_spread_across_zones():
+    from lambda_function.settings import ServerSettings
+
+    deployment = yaml.safe_load((REPO_DIR / "kube-config" / "deployment.yaml").read_text())
+    pod = deployment["spec"]["template"]["spec"]
+    server = ServerSettings()
+    budget = yaml.safe_load((REPO_DIR / "kube-config" / "pdb.yaml").read_text())
+
+    assert pod["terminationGracePeriodSeconds"] > server.graceful_timeout_s > server.drain_s + server.request_deadline_s
+    assert "topology.kubernetes.io/zone" in {c["topologyKey"] for c in pod["topologySpreadConstraints"]}
+    assert budget["spec"]["selector"] == deployment["spec"]["selector"] and budget["spec"]["minAvailable"] >= 1
+
+
+def test_the_cluster_enforces_network_policies():
+    cluster = yaml.safe_load((REPO_DIR / "kube-config" / "eksctl-cluster.yaml").read_text())
+    (cni,) = [addon for addon in cluster["addons"] if addon["name"] == "vpc-cni"]
+
+    assert json.loads(cni["configurationValues"]) == {"enableNetworkPolicy": "true"}
 
 
 @pytest.fixture(scope="module")

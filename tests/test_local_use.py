@@ -2,19 +2,10 @@
 
 from __future__ import annotations
 
-import base64
 import json
 import os
-import socket
 import subprocess
 import sys
-import time
-import urllib.error
-import urllib.request
-from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
-from typing import Any
 
 import pytest
 
@@ -103,80 +94,3 @@ def test_a_missing_model_fails_fast_with_a_clear_message(service_env, tmp_path):
 
     assert completed.returncode == 2
     assert "model file" in completed.stderr and "not found" in completed.stderr
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
-@pytest.fixture(scope="module")
-def local_server(service_env: dict[str, str]) -> Iterator[str]:
-    port = free_port()
-    process = subprocess.Popen(
-        [sys.executable, "-m", "lambda_function", "serve", "--port", str(port)],
-        cwd=REPO_DIR,
-        env={**os.environ, **service_env},
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-    )
-    base_url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            try:
-                urllib.request.urlopen(f"{base_url}/health", timeout=1).close()
-                break
-            except OSError:
-                assert process.poll() is None, process.stderr.read().decode()[-2000:] if process.stderr else ""
-                time.sleep(0.2)
-        yield base_url
-    finally:
-        process.terminate()
-        process.wait(timeout=10)
-
-
-def call(base_url: str, method: str, path: str, body: Any = None) -> tuple[int, Any]:
-    data = None if body is None else json.dumps(body).encode()
-    request = urllib.request.Request(
-        f"{base_url}{path}", data=data, method=method, headers={"Content-Type": "application/json"}
-    )
-    try:
-        with urllib.request.urlopen(request, timeout=30) as response:
-            return response.status, json.loads(response.read())
-    except urllib.error.HTTPError as error:
-        return error.code, json.loads(error.read())
-
-
-def test_local_server_serves_the_same_routes_and_errors(local_server):
-    assert call(local_server, "GET", "/health")[0] == 200
-    status, breeds = call(local_server, "GET", "/breeds")
-    assert status == 200 and len(breeds["breeds"]) == 68
-    assert call(local_server, "POST", "/predict", {"url": "http://169.254.169.254/"}) == (
-        403,
-        {
-            "error": {
-                "code": "url_not_allowed",
-                "message": "the host '169.254.169.254' resolves to a link-local "
-                "address (this includes the cloud metadata service); such URLs are not allowed",
-            }
-        },
-    )
-    assert call(local_server, "POST", "/predict", {"image": "???"})[1]["error"]["code"] == "invalid_base64"
-    assert call(local_server, "GET", "/nope")[0] == 404
-
-
-def test_local_server_answers_concurrent_requests_correctly(local_server, service):
-    photos: list[Path] = CAT_PHOTOS[:6] + DOG_PHOTOS[:6]
-    expected = {p.name: [x.breed for x in service.classify_bytes(p.read_bytes(), 5).predictions] for p in photos}
-
-    def ask(path: Path) -> tuple[str, list[str]]:
-        status, body = call(local_server, "POST", "/predict", {"image": base64.b64encode(path.read_bytes()).decode()})
-        assert status == 200
-        return path.name, [p["breed"] for p in body["predictions"]]
-
-    with ThreadPoolExecutor(max_workers=6) as pool:
-        answers = list(pool.map(ask, photos * 2))
-
-    assert answers == [(p.name, expected[p.name]) for p in photos * 2]

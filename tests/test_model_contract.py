@@ -125,3 +125,17 @@ def test_on_lambda_the_thread_count_follows_the_memory_setting(monkeypatch):
         ).inference_threads
         == 2
     )
+
+
+def test_server_settings_are_read_from_the_environment_and_refuse_a_shutdown_that_would_cut_requests():
+    from lambda_function import settings
+
+    read = settings.Settings.from_env(
+        {"SERVER_WORKERS": "3", "SERVER_MAX_REQUEST_BYTES": "1000", "SERVER_REQUEST_DEADLINE_S": "2.5"}
+    ).server
+
+    assert (read.workers, read.max_request_bytes, read.request_deadline_s) == (3, 1000, 2.5)
+    with pytest.raises(settings.SettingsError, match="SERVER_GRACEFUL_TIMEOUT_S"):
+        settings.Settings.from_env({"SERVER_DRAIN_S": "10", "SERVER_GRACEFUL_TIMEOUT_S": "20"})
+    with pytest.raises(settings.SettingsError, match="SERVER_WORKERS"):
+        settings.Settings.from_env({"SERVER_WORKERS": "0"})

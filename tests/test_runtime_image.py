@@ -3,12 +3,15 @@ environment, with exactly the files the Dockerfile copies, answers every committ
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 from urllib.parse import unquote_plus
@@ -17,6 +20,7 @@ import boto3
 import pytest
 
 from tests.conftest import CAT_PHOTOS, EVENTS_DIR, REPO_DIR
+from tests.support.api_server import call, free_port
 
 HANDLERS = {  # as template.yaml's ImageConfig commands name them
     "api": "lambda_function.handler.lambda_handler",
@@ -147,3 +151,35 @@ def test_every_committed_event_is_answered_by_the_image_contents(runtime, s3_end
     assert response["statusCode"] == expected, body
     if expected == 200 and "predictions" in body:
         assert body["model"]["name"] == "cat-breeds-12-efficientnet-lite2"
+
+
+def test_the_server_target_serves_from_the_image_contents_alone(runtime):
+    """The `server` stage runs its ENTRYPOINT in the same task root and environment."""
+    entrypoint = json.loads(re.search(r"^ENTRYPOINT (\[.+\])", (REPO_DIR / "Dockerfile").read_text(), re.M).group(1))
+    assert entrypoint[:4] == ["python", "-m", "lambda_function", "serve"]
+    port = free_port()
+    args = [arg if arg != "8080" else str(port) for arg in entrypoint[1:]]
+    env = {key: value for key, value in os.environ.items() if not key.startswith(("PYTHON", "VIRTUAL_ENV"))}
+    env.update({"MODEL_PATH": str(runtime["model_path"]), "POWERTOOLS_TRACE_DISABLED": "1", "SERVER_WORKERS": "1"})
+    process = subprocess.Popen(
+        [str(runtime["python"]), "-E", "-s", *args],
+        cwd=runtime["task_root"],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        base_url = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 60
+        while call(base_url, "GET", "/readyz", timeout=1)[0] != 200:
+            assert process.poll() is None and time.monotonic() < deadline, "the server did not start"
+            time.sleep(0.2)
+        status, answer = call(
+            base_url, "POST", "/predict", {"image": base64.b64encode(CAT_PHOTOS[35].read_bytes()).decode()}
+        )
+    finally:
+        process.send_signal(signal.SIGTERM)
+        exit_code = process.wait(timeout=30)
+
+    assert status == 200 and answer["model"]["name"] == "cat-breeds-12-efficientnet-lite2"
+    assert exit_code == 0

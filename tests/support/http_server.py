@@ -134,3 +134,20 @@ def drip(data: bytes, interval_s: float, max_duration_s: float = 15.0) -> Route:
             time.sleep(interval_s)
 
     return route
+
+
+def slowly(data: bytes, duration_s: float, pieces: int = 10) -> Route:
+    """The whole body, delivered in `pieces` spread over `duration_s`: slow, but it arrives."""
+
+    def route(handler: BaseHTTPRequestHandler) -> None:
+        handler.send_response(200)
+        handler.send_header("Content-Type", "image/jpeg")
+        handler.send_header("Content-Length", str(len(data)))
+        handler.end_headers()
+        size = -(-len(data) // pieces)
+        for start in range(0, len(data), size):
+            handler.wfile.write(data[start : start + size])
+            handler.wfile.flush()
+            time.sleep(duration_s / pieces)
+
+    return route

@@ -1,0 +1,320 @@
+"""The HTTP server's ASGI application: the Lambda function's own API behind a front built for many clients.
+
+Routes, request and response models, errors and the OpenAPI document all come from `lambda_function.api`, and
+they are resolved by the same powertools resolver class that answers API Gateway HTTP API events on Lambda:
+each HTTP request becomes a version 2.0 event. The server and the function therefore cannot drift apart, and
+the server pays no second framework. What a long-running server needs on top of that lives here:
+
+- probes answered on the event loop, never behind other requests: `/livez` (the process answers) and
+  `/readyz` (the model is loaded and the worker is not draining);
+- a body cap enforced while reading: 413 at once from Content-Length, or as soon as the bytes read pass it;
+- a deadline on each request, body included: 408 while the client is still sending, 504 after that;
+- the work of `POST` requests (URL fetch, decoding, inference) on a bounded thread pool, with one resolver per
+  thread whose request state is the thread's own (`ConcurrentHttpResolver`), so a slow upstream holds a thread,
+  never the event loop; cheap `GET`s (`/health`, `/breeds`) are resolved on the loop and never queue behind a
+  fetch;
+- one JSON access log line per request.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import signal
+import threading
+import time
+import uuid
+from collections.abc import Awaitable, Callable, MutableMapping
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any
+
+from aws_lambda_powertools.event_handler import APIGatewayHttpResolver
+
+from lambda_function.api import error_document, router
+from lambda_function.errors import ClassifierError, DeadlineExceeded, NotReady, RequestTimeout, RequestTooLarge
+from lambda_function.observability import logger
+from lambda_function.settings import ServerSettings
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+
+# Methods whose routes only read the loaded model's card: answered on the event loop, so they never wait for a
+# pool thread that a slow fetch holds.
+LOOP_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+
+
+_request_state = threading.local()
+
+
+class ConcurrentHttpResolver(APIGatewayHttpResolver):
+    """The HTTP API resolver, with the event being resolved kept per thread.
+
+    Powertools keeps the current event and Lambda context in class attributes shared by every resolver
+    (`BaseRouter.current_event`): right for Lambda, which resolves one event per process at a time, wrong for
+    threads resolving at once, which then read each other's request (the concurrency test caught an upload
+    answered with another photo's breeds). Here they live in thread-local storage. The resolver's `context`
+    dict, where validation leaves the parsed arguments, is per instance: each thread has its own resolver.
+    """
+
+    @property
+    def current_event(self) -> Any:
+        return getattr(_request_state, "event", None)
+
+    @current_event.setter
+    def current_event(self, value: Any) -> None:
+        _request_state.event = value
+
+    @property
+    def lambda_context(self) -> Any:
+        return getattr(_request_state, "lambda_context", None)
+
+    @lambda_context.setter
+    def lambda_context(self, value: Any) -> None:
+        _request_state.lambda_context = value
+
+    def resolve(self, event: dict[str, Any], context: Any) -> dict[str, Any]:
+        _request_state.event = self._to_proxy_event(event)
+        _request_state.lambda_context = context
+        return super().resolve(event, context)
+
+
+@dataclass
+class HttpResponse:
+    status: int
+    body: bytes
+    headers: list[tuple[bytes, bytes]] = field(default_factory=list)
+
+
+class ClientDisconnected(Exception):
+    """The client went away before its request body arrived; there is nobody to answer."""
+
+
+class BreedServerApp:
+    """An ASGI application serving the API of `lambda_function.api`.
+
+    Args:
+        settings: the server's limits and sizes.
+        start_service: loads the model and makes it the one the routes use; called once per worker process at
+            ASGI lifespan start-up, so that a broken model fails the worker's boot, not its first request.
+    """
+
+    def __init__(self, settings: ServerSettings, start_service: Callable[[], object]) -> None:
+        self.settings = settings
+        self._start_service = start_service
+        self._pool = ThreadPoolExecutor(max_workers=settings.threads_per_worker, thread_name_prefix="request")
+        self._resolvers = threading.local()
+        self.ready = False
+        self.draining = False
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "lifespan":
+            await self._lifespan(receive, send)
+        elif scope["type"] == "http":
+            await self._http(scope, receive, send)
+
+    # Lifespan: start-up loads the model; SIGTERM turns readiness off before the server stops accepting.
+
+    async def _lifespan(self, receive: Receive, send: Send) -> None:
+        while True:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                try:
+                    self._start_service()
+                except Exception as error:
+                    logger.exception("start-up failed")
+                    await send({"type": "lifespan.startup.failed", "message": str(error)})
+                    return
+                self._drain_on_sigterm()
+                self.ready = True
+                await send({"type": "lifespan.startup.complete"})
+            elif message["type"] == "lifespan.shutdown":
+                self.ready = False
+                self._pool.shutdown(wait=False, cancel_futures=True)
+                await send({"type": "lifespan.shutdown.complete"})
+                return
+
+    def _drain_on_sigterm(self) -> None:
+        """Wrap the server's SIGTERM handler: readiness turns false at once, the server stops `drain_s` later.
+
+        The server's own handler (uvicorn's) stops accepting connections and waits for requests in flight;
+        delaying it gives the load balancer time to see the failed readiness probe and send traffic elsewhere.
+        A second SIGTERM stops at once.
+        """
+        if threading.current_thread() is not threading.main_thread():
+            return
+        stop_server = signal.getsignal(signal.SIGTERM)
+        if not callable(stop_server):
+            return
+        loop = asyncio.get_running_loop()
+
+        def on_sigterm(signum: int, frame: Any) -> None:
+            if self.draining:
+                stop_server(signum, frame)
+                return
+            self.draining = True
+            logger.info("draining", extra={"drain_s": self.settings.drain_s})
+            loop.call_soon_threadsafe(loop.call_later, self.settings.drain_s, stop_server, signum, None)
+
+        signal.signal(signal.SIGTERM, on_sigterm)
+
+    # HTTP
+
+    async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
+        started = time.perf_counter()
+        request_id = str(uuid.uuid4())
+        method, path = scope["method"], scope["path"]
+        try:
+            if path == "/livez":
+                response = json_response(200, {"status": "alive"})
+            elif path == "/readyz":
+                response = self._readiness()
+            else:
+                response = await self._answer(scope, receive, request_id)
+        except ClientDisconnected:
+            return
+        response.headers.append((b"x-request-id", request_id.encode()))
+        await send_response(send, response, head_only=method == "HEAD")
+        client = scope.get("client") or ("", 0)
+        logger.info(
+            "request",
+            extra={
+                "method": method,
+                "path": path,
+                "status": response.status,
+                "duration_ms": round((time.perf_counter() - started) * 1000, 1),
+                "response_bytes": len(response.body),
+                "client": client[0],
+                "request_id": request_id,
+            },
+        )
+
+    def _readiness(self) -> HttpResponse:
+        if self.ready and not self.draining:
+            return json_response(200, {"status": "ready"})
+        state = "draining" if self.draining else "starting"
+        return error_response(NotReady(f"the server is {state}; send the request to another instance"))
+
+    async def _answer(self, scope: Scope, receive: Receive, request_id: str) -> HttpResponse:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.settings.request_deadline_s
+        seconds = f"{self.settings.request_deadline_s:g} s"
+        try:
+            async with asyncio.timeout_at(deadline):
+                body = await read_body(scope, receive, self.settings.max_request_bytes)
+        except TimeoutError:
+            return error_response(RequestTimeout(f"the request body did not arrive within {seconds}"))
+        except RequestTooLarge as error:
+            response = error_response(error)
+            response.headers.append((b"connection", b"close"))  # the rest of the body is never read
+            return response
+        # HEAD is GET without the body (RFC 9110): resolved as GET, and `send_response` leaves the body out.
+        method = "GET" if scope["method"] == "HEAD" else scope["method"]
+        event = http_api_event(scope, method, body, request_id)
+        if scope["method"] in LOOP_METHODS:
+            return self._resolve(event)
+        work = loop.run_in_executor(self._pool, self._resolve, event)
+        try:
+            async with asyncio.timeout_at(deadline):
+                return await work
+        except TimeoutError:
+            # A request still queued is dropped; one running finishes in its thread within the fetch deadline.
+            return error_response(DeadlineExceeded(f"the service could not answer within {seconds}"))
+
+    def _resolve(self, event: dict[str, Any]) -> HttpResponse:
+        """Answer an API Gateway HTTP API event with this thread's resolver (the Lambda function's code path)."""
+        resolver = getattr(self._resolvers, "resolver", None)
+        if resolver is None:
+            resolver = ConcurrentHttpResolver(enable_validation=True)
+            resolver.include_router(router)
+            self._resolvers.resolver = resolver
+        return from_proxy_response(resolver.resolve(event, None))
+
+
+async def read_body(scope: Scope, receive: Receive, max_bytes: int) -> bytes:
+    """The request body, refused as soon as it is known to be over `max_bytes`.
+
+    Raises:
+        RequestTooLarge: Content-Length or the bytes received so far exceed the cap.
+        ClientDisconnected: the client closed the connection first.
+    """
+    too_large = RequestTooLarge(f"the request body is over the limit of {max_bytes:,} bytes")
+    for name, value in scope.get("headers", ()):
+        if name == b"content-length" and value.isdigit() and int(value) > max_bytes:
+            raise too_large
+    body = bytearray()
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            raise ClientDisconnected
+        body += message.get("body", b"")
+        if len(body) > max_bytes:
+            raise too_large
+        if not message.get("more_body", False):
+            return bytes(body)
+
+
+def http_api_event(scope: Scope, method: str, body: bytes, request_id: str) -> dict[str, Any]:
+    """An HTTP request as the API Gateway HTTP API (payload format 2.0) event Lambda would receive for it."""
+    headers: dict[str, str] = {}
+    for raw_name, raw_value in scope.get("headers", ()):
+        name, value = raw_name.decode("latin-1").lower(), raw_value.decode("latin-1")
+        headers[name] = f"{headers[name]},{value}" if name in headers else value
+    try:
+        text, is_base64 = body.decode("utf-8"), False
+    except UnicodeDecodeError:
+        text, is_base64 = base64.b64encode(body).decode("ascii"), True
+    client = scope.get("client") or ("", 0)
+    return {
+        "version": "2.0",
+        "routeKey": "$default",
+        "rawPath": scope["path"],
+        "rawQueryString": scope.get("query_string", b"").decode("latin-1"),
+        "headers": headers,
+        "requestContext": {
+            "http": {
+                "method": method,
+                "path": scope["path"],
+                "protocol": f"HTTP/{scope.get('http_version', '1.1')}",
+                "sourceIp": client[0],
+                "userAgent": headers.get("user-agent", ""),
+            },
+            "requestId": request_id,
+            "routeKey": "$default",
+            "stage": "$default",
+            "timeEpoch": int(time.time() * 1000),
+        },
+        "body": text,
+        "isBase64Encoded": is_base64,
+    }
+
+
+def from_proxy_response(proxy: dict[str, Any]) -> HttpResponse:
+    """A Lambda proxy response (what the resolver returns to API Gateway) as an HTTP response."""
+    raw = proxy.get("body") or ""
+    body = base64.b64decode(raw) if proxy.get("isBase64Encoded") else raw.encode("utf-8")
+    headers = [(name.lower().encode("latin-1"), str(value).encode("latin-1")) for name, value in _items(proxy)]
+    headers += [(b"set-cookie", str(cookie).encode("latin-1")) for cookie in proxy.get("cookies", [])]
+    return HttpResponse(int(proxy["statusCode"]), body, headers)
+
+
+def _items(proxy: dict[str, Any]) -> list[tuple[str, Any]]:
+    return list(proxy.get("headers", {}).items())
+
+
+def json_response(status: int, document: object) -> HttpResponse:
+    return HttpResponse(status, json.dumps(document).encode(), [(b"content-type", b"application/json")])
+
+
+def error_response(error: ClassifierError) -> HttpResponse:
+    """A refusal the front makes itself, in the API's error shape (`lambda_function.api`)."""
+    return json_response(int(error.status), error_document(error.code, error.message))
+
+
+async def send_response(send: Send, response: HttpResponse, *, head_only: bool) -> None:
+    headers = [*response.headers, (b"content-length", str(len(response.body)).encode())]
+    await send({"type": "http.response.start", "status": response.status, "headers": headers})
+    await send({"type": "http.response.body", "body": b"" if head_only else response.body})

@@ -1,0 +1,87 @@
+"""The production HTTP server (`python -m lambda_function serve`) started as a real process on loopback."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
+
+from tests.conftest import REPO_DIR
+
+
+@dataclass
+class ServerProcess:
+    process: subprocess.Popen
+    base_url: str
+
+    def terminate(self) -> None:
+        """SIGTERM to the master process only, as Kubernetes sends it to the container's first process."""
+        self.process.send_signal(signal.SIGTERM)
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@contextmanager
+def running_server(env: dict[str, str], *args: str) -> Iterator[ServerProcess]:
+    """Start the server with `env` added to the environment; yield once `/readyz` answers; stop it after."""
+    port = free_port()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "lambda_function", "serve", "--port", str(port), *args],
+        cwd=REPO_DIR,
+        env={**os.environ, **env},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    server = ServerProcess(process, f"http://127.0.0.1:{port}")
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                urllib.request.urlopen(f"{server.base_url}/readyz", timeout=1).close()
+                break
+            except OSError:
+                if process.poll() is not None or time.monotonic() > deadline:
+                    output = process.stderr.read().decode()[-3000:] if process.stderr else "no output"
+                    raise AssertionError(f"the server did not start: {output}") from None
+                time.sleep(0.2)
+        yield server
+    finally:
+        if process.poll() is None:
+            process.send_signal(signal.SIGINT)  # quick shutdown
+            try:
+                process.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                process.kill()
+        if process.stderr:
+            process.stderr.close()
+
+
+def call(base_url: str, method: str, path: str, body: Any = None, timeout: float = 30) -> tuple[int, Any]:
+    """One request with a JSON body; the status and the decoded JSON answer (None for an empty body)."""
+    data = None if body is None else json.dumps(body).encode()
+    request = urllib.request.Request(
+        f"{base_url}{path}", data=data, method=method, headers={"Content-Type": "application/json"}
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as response:
+            raw = response.read()
+            return response.status, json.loads(raw) if raw else None
+    except urllib.error.HTTPError as error:
+        raw = error.read()
+        return error.code, json.loads(raw) if raw else None
+    except OSError:
+        return 0, None  # no answer: refused, reset or timed out

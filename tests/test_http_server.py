@@ -1,0 +1,242 @@
+"""The production HTTP server, run as a real process on loopback: the same API as Lambda, and what a
+many-client server owes its clients (probes that stay fast, a body cap, deadlines, graceful shutdown)."""
+
+from __future__ import annotations
+
+import base64
+import json
+import select
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import pytest
+
+from tests.conftest import CAT_PHOTOS, DOG_PHOTOS
+from tests.support import http_server
+from tests.support.api_server import ServerProcess, call, running_server
+
+MAX_REQUEST_BYTES = 1_000_000
+SERVER_ENV = {
+    "SERVER_WORKERS": "1",
+    "SERVER_MAX_REQUEST_BYTES": str(MAX_REQUEST_BYTES),
+    "SERVER_DRAIN_S": "0",
+    "FETCH_TOTAL_TIMEOUT_S": "4",
+}
+
+
+@pytest.fixture(scope="module")
+def server(service_env: dict[str, str]) -> Iterator[ServerProcess]:
+    with running_server({**service_env, **SERVER_ENV}) as running:
+        yield running
+
+
+def upload(path: Path) -> dict[str, str]:
+    return {"image": base64.b64encode(path.read_bytes()).decode()}
+
+
+def raw_exchange(base_url: str, head: bytes, body_chunks: Iterator[bytes] | None = None) -> tuple[int, dict, int]:
+    """Send a hand-written request, body chunk by chunk until the server answers; the status, the JSON answer
+    and how many body bytes were sent before the answer came."""
+    address = urlsplit(base_url)
+    sent = 0
+    with socket.create_connection((address.hostname, address.port), timeout=30) as connection:
+        connection.sendall(head)
+        for chunk in body_chunks or ():
+            if select.select([connection], [], [], 0)[0]:
+                break
+            try:
+                connection.sendall(chunk)
+            except (BrokenPipeError, ConnectionResetError):
+                break
+            sent += len(chunk)
+        answer = b""
+        while b"\r\n\r\n" not in answer or len(answer.split(b"\r\n\r\n", 1)[1]) < _length(answer):
+            data = connection.recv(65536)
+            if not data:
+                break
+            answer += data
+    head_part, _, body = answer.partition(b"\r\n\r\n")
+    return int(head_part.split()[1]), json.loads(body), sent
+
+
+def _length(answer: bytes) -> int:
+    for line in answer.split(b"\r\n\r\n", 1)[0].split(b"\r\n")[1:]:
+        name, _, value = line.partition(b":")
+        if name.strip().lower() == b"content-length":
+            return int(value)
+    return 0
+
+
+# The API is the Lambda function's
+
+
+def test_the_server_answers_the_routes_and_errors_of_the_lambda_api(server):
+    assert call(server.base_url, "GET", "/health")[0] == 200
+    status, breeds = call(server.base_url, "GET", "/breeds")
+    assert status == 200 and len(breeds["breeds"]) == 68
+    assert call(server.base_url, "POST", "/predict", {"url": "http://169.254.169.254/"}) == (
+        403,
+        {
+            "error": {
+                "code": "url_not_allowed",
+                "message": "the host '169.254.169.254' resolves to a link-local "
+                "address (this includes the cloud metadata service); such URLs are not allowed",
+            }
+        },
+    )
+    assert call(server.base_url, "POST", "/predict", {"image": "???"})[1]["error"]["code"] == "invalid_base64"
+    assert call(server.base_url, "GET", "/nope") == (404, call(server.base_url, "GET", "/nope")[1])
+    assert call(server.base_url, "GET", "/nope")[1]["error"]["code"] == "not_found"
+
+
+def test_head_answers_like_get_without_a_body(server):
+    assert call(server.base_url, "HEAD", "/health") == (200, None)
+
+
+def test_liveness_and_readiness_are_separate_probes(server):
+    assert call(server.base_url, "GET", "/livez") == (200, {"status": "alive"})
+    assert call(server.base_url, "GET", "/readyz") == (200, {"status": "ready"})
+
+
+def test_concurrent_uploads_each_get_their_own_answer(server, service):
+    photos = CAT_PHOTOS[:6] + DOG_PHOTOS[:6]
+    expected = {p.name: [x.breed for x in service.classify_bytes(p.read_bytes(), 5).predictions] for p in photos}
+
+    def ask(path: Path) -> tuple[str, list[str]]:
+        status, body = call(server.base_url, "POST", "/predict", upload(path))
+        assert status == 200, body
+        return path.name, [p["breed"] for p in body["predictions"]]
+
+    with ThreadPoolExecutor(max_workers=6) as pool:
+        answers = list(pool.map(ask, photos * 2))
+
+    assert answers == [(p.name, expected[p.name]) for p in photos * 2]
+
+
+# Slow upstreams do not hold up anyone else
+
+
+def test_health_stays_fast_and_uploads_succeed_while_eight_slow_downloads_are_in_flight(server):
+    slow_photo = http_server.drip(CAT_PHOTOS[0].read_bytes(), interval_s=0.05, max_duration_s=30)
+    with http_server.running({"/slow.jpg": slow_photo}) as host:
+        stop = threading.Event()
+
+        def keep_a_slow_fetch_in_flight() -> list[int]:
+            statuses = []
+            while not stop.is_set():
+                statuses.append(call(server.base_url, "POST", "/predict", {"url": host.url("/slow.jpg")})[0])
+            return statuses
+
+        with ThreadPoolExecutor(max_workers=8) as pool:
+            fetchers = [pool.submit(keep_a_slow_fetch_in_flight) for _ in range(8)]
+            deadline = time.monotonic() + 10
+            while len(host.requests) < 8 and time.monotonic() < deadline:
+                time.sleep(0.05)
+            assert len(host.requests) >= 8, "the eight slow fetches never started"
+
+            health_seconds = []
+            for _ in range(100):
+                started = time.perf_counter()
+                assert call(server.base_url, "GET", "/health")[0] == 200
+                health_seconds.append(time.perf_counter() - started)
+            uploads = [call(server.base_url, "POST", "/predict", upload(p))[0] for p in CAT_PHOTOS[:5]]
+            still_in_flight = sum(not fetcher.done() for fetcher in fetchers)
+            stop.set()
+            fetch_statuses = [status for fetcher in fetchers for status in fetcher.result()]
+
+    assert still_in_flight == 8
+    assert uploads == [200] * 5
+    assert sorted(health_seconds)[98] < 0.1  # p99 of 100
+    assert set(fetch_statuses) == {504}  # the fetch deadline, in the API's error shape
+
+
+# The body cap
+
+
+def test_a_body_announced_over_the_cap_is_refused_before_it_is_sent(server):
+    head = (
+        b"POST /predict HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\n"
+        + f"Content-Length: {MAX_REQUEST_BYTES * 7}\r\n\r\n".encode()
+    )
+
+    status, answer, sent = raw_exchange(server.base_url, head)
+
+    assert status == 413 and answer["error"]["code"] == "request_too_large"
+    assert sent == 0
+
+
+def test_a_chunked_body_is_refused_once_it_passes_the_cap_without_reading_the_rest(server):
+    head = (
+        b"POST /predict HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\n"
+        b"Transfer-Encoding: chunked\r\n\r\n"
+    )
+    chunk = b"x" * 65536
+    chunks = (f"{len(chunk):x}\r\n".encode() + chunk + b"\r\n" for _ in range(200))  # 13 MB if all were sent
+
+    status, answer, sent = raw_exchange(server.base_url, head, chunks)
+
+    assert status == 413 and answer["error"]["code"] == "request_too_large"
+    assert sent < 200 * 65536 / 2
+
+
+# Deadlines
+
+
+@pytest.fixture(scope="module")
+def impatient_server(service_env: dict[str, str]) -> Iterator[ServerProcess]:
+    """A server whose request deadline (1 s) comes before its fetch deadline (4 s)."""
+    with running_server({**service_env, **SERVER_ENV, "SERVER_REQUEST_DEADLINE_S": "1"}) as running:
+        yield running
+
+
+def test_a_request_past_its_deadline_gets_a_504_in_the_api_error_shape(impatient_server):
+    slow_photo = http_server.drip(CAT_PHOTOS[0].read_bytes(), interval_s=0.05, max_duration_s=10)
+    with http_server.running({"/slow.jpg": slow_photo}) as host:
+        started = time.monotonic()
+        status, answer = call(impatient_server.base_url, "POST", "/predict", {"url": host.url("/slow.jpg")})
+        elapsed = time.monotonic() - started
+
+    assert (status, answer["error"]["code"]) == (504, "deadline_exceeded")
+    assert elapsed < 3.5  # the request deadline, not the fetch deadline
+
+
+def test_a_client_that_stops_sending_its_body_gets_a_408(impatient_server):
+    head = (
+        b"POST /predict HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\nContent-Length: 1000\r\n\r\n"
+    )
+
+    status, answer, _sent = raw_exchange(impatient_server.base_url, head, iter([b'{"image": "']))
+
+    assert (status, answer["error"]["code"]) == (408, "request_timeout")
+
+
+# Graceful shutdown
+
+
+def test_sigterm_turns_readiness_off_and_lets_the_request_in_flight_finish(service_env):
+    env = {**service_env, **SERVER_ENV, "SERVER_DRAIN_S": "1", "FETCH_TOTAL_TIMEOUT_S": "8"}
+    photo = CAT_PHOTOS[1]
+    with (
+        http_server.running({"/slow.jpg": http_server.slowly(photo.read_bytes(), duration_s=3)}) as host,
+        running_server(env) as server,
+        ThreadPoolExecutor(max_workers=1) as pool,
+    ):
+        in_flight = pool.submit(call, server.base_url, "POST", "/predict", {"url": host.url("/slow.jpg")})
+        while not host.requests:
+            time.sleep(0.02)
+        server.terminate()
+        time.sleep(0.2)
+        readiness = call(server.base_url, "GET", "/readyz")
+        liveness = call(server.base_url, "GET", "/livez")
+        status, answer = in_flight.result(timeout=30)
+        exit_code = server.process.wait(timeout=30)
+
+    assert readiness[0] == 503 and readiness[1]["error"]["code"] == "not_ready"
+    assert liveness[0] == 200
+    assert status == 200 and answer["cat_detected"] is not None
+    assert exit_code == 0
