@@ -14,7 +14,7 @@ BREED_DATA := ../shared/datasets/cat-breeds-12
 BREED_BUILD := build/breed-model
 BREED_MODEL := models/cat-breeds-12
 
-.PHONY: setup demo test serve loadtest openapi breed-model starter-model verify-lite0 bench bench-modes clean
+.PHONY: setup demo test serve loadtest fuzz openapi breed-model starter-model verify-lite0 bench bench-modes clean
 
 setup: $(STAMP)
 
@@ -44,6 +44,11 @@ test: $(STAMP) $(INFRA_STAMP) $(CHECKOV_STAMP)
 
 serve: $(STAMP)
 	$(PY) -m lambda_function serve
+
+# Coverage-guided fuzzing of the decoder, the upload decoder, URL checks and the request parser (fuzz/run.py):
+# a minute per target; inputs that crash a target are saved under build/fuzz/crashes/.
+fuzz: $(STAMP)
+	$(PY) -m fuzz.run --seconds 60
 
 # A bounded load test of the HTTP server on loopback (benchmarks/loadtest.py; results in benchmarks/results/).
 loadtest: $(STAMP)

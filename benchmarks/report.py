@@ -103,6 +103,11 @@ def markdown(results: dict) -> str:
             for row in figures["lambda_costs"]
         ]
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    if "decode_memory" in results:
+        from benchmarks.decode_memory import markdown as decode_memory_table
+        from lambda_function.preprocessing import DECODE_MEMORY_BUDGET_BYTES
+
+        lines += ["", decode_memory_table(results["decode_memory"], DECODE_MEMORY_BUDGET_BYTES / 1e6).rstrip()]
     return "\n".join(lines) + "\n"
 
 

@@ -183,7 +183,7 @@ def warm_latency(model: Path, photo_path: Path, threads: int, draft: bool, runs:
     steps: dict[str, list[float]] = {"decode": [], "resize": [], "inference": [], "json": [], "total": []}
     for index in range(runs + 2):
         t0 = time.perf_counter()
-        image = decode_image(data, limits, draft_size_px=size if draft else None)
+        image = decode_image(data, limits, target_size_px=size)
         t1 = time.perf_counter()
         pixels = resize_to_input(image, size)
         t2 = time.perf_counter()
@@ -348,7 +348,12 @@ def main() -> int:
         serving[name]["lambda_costs"] = lambda_costs(
             warm["1t_draft_on"]["handler_p50_ms"], warm["2t_draft_on"]["handler_p50_ms"]
         )
+    print("decoding memory of hostile images", flush=True)
+    from benchmarks import decode_memory
+
+    runtime_python = python_of("runtime") if python_of("runtime").exists() else Path(sys.executable)
     results = {
+        "decode_memory": decode_memory.measure(runtime_python),
         "machine": machine_facts(),
         "photo_bytes": photo.stat().st_size,
         "engines": engines,

@@ -14,10 +14,11 @@ from aws_lambda_powertools.event_handler import Response, content_types
 from aws_lambda_powertools.event_handler.api_gateway import ApiGatewayResolver, Router
 from aws_lambda_powertools.event_handler.exceptions import NotFoundError
 from aws_lambda_powertools.event_handler.openapi.exceptions import RequestValidationError
+from aws_lambda_powertools.metrics import MetricUnit
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from lambda_function.errors import ClassifierError
-from lambda_function.observability import logger
+from lambda_function.observability import logger, record_metric
 from lambda_function.service import ClassifiedImage, get_service
 
 API_TITLE = "Cat breed classifier"
@@ -30,13 +31,18 @@ router = Router()
 class PredictRequest(BaseModel):
     """Exactly one of `url` or `image`."""
 
-    model_config = ConfigDict(extra="forbid")
+    # The one-of rule, stated in the OpenAPI document as the validator below enforces it.
+    model_config = ConfigDict(
+        extra="forbid", json_schema_extra={"oneOf": [{"required": ["url"]}, {"required": ["image"]}]}
+    )
 
     url: str | None = Field(
         default=None, description="An http(s) URL of a photo", examples=["https://example.com/cat.jpg"]
     )
     image: str | None = Field(default=None, description="A photo as base64, or a data:image/...;base64, URI")
-    top_k: int = Field(default=5, ge=1, le=MAX_TOP_K, description="How many breeds to return, most likely first")
+    top_k: int = Field(
+        default=5, ge=1, le=MAX_TOP_K, strict=True, description="How many breeds to return, most likely first"
+    )
 
     @model_validator(mode="after")
     def exactly_one_source(self) -> PredictRequest:
@@ -175,7 +181,11 @@ def handle_not_found(_error_: NotFoundError) -> Response:
 
 @router.exception_handler(Exception)
 def handle_unexpected(error: Exception) -> Response:
+    """A fault of the service, never of the client: logged with its stack, counted (the `InternalError` metric
+    and its alarm in template.yaml), and answered 500 without details. Lambda's own `Errors` metric never sees
+    it, because the function returns normally."""
     logger.exception("unexpected error")
+    record_metric("InternalError", MetricUnit.Count, 1)
     return _error(HTTPStatus.INTERNAL_SERVER_ERROR, "internal_error", "the service failed; the error was logged")
 
 

@@ -34,6 +34,7 @@ from aws_lambda_powertools.event_handler import APIGatewayHttpResolver
 
 from lambda_function.api import error_document, router
 from lambda_function.errors import ClassifierError, DeadlineExceeded, NotReady, RequestTimeout, RequestTooLarge
+from lambda_function.gateway import resolve
 from lambda_function.observability import logger
 from lambda_function.settings import ServerSettings
 
@@ -182,7 +183,7 @@ class BreedServerApp:
         logger.info(
             "request",
             extra={
-                "method": method,
+                "method": scope["method"],
                 "path": path,
                 "status": response.status,
                 "duration_ms": round((time.perf_counter() - started) * 1000, 1),
@@ -211,9 +212,7 @@ class BreedServerApp:
             response = error_response(error)
             response.headers.append((b"connection", b"close"))  # the rest of the body is never read
             return response
-        # HEAD is GET without the body (RFC 9110): resolved as GET, and `send_response` leaves the body out.
-        method = "GET" if scope["method"] == "HEAD" else scope["method"]
-        event = http_api_event(scope, method, body, request_id)
+        event = http_api_event(scope, body, request_id)
         if scope["method"] in LOOP_METHODS:
             return self._resolve(event)
         work = loop.run_in_executor(self._pool, self._resolve, event)
@@ -231,7 +230,7 @@ class BreedServerApp:
             resolver = ConcurrentHttpResolver(enable_validation=True)
             resolver.include_router(router)
             self._resolvers.resolver = resolver
-        return from_proxy_response(resolver.resolve(event, None))
+        return from_proxy_response(resolve(resolver, event, None))
 
 
 async def read_body(scope: Scope, receive: Receive, max_bytes: int) -> bytes:
@@ -257,7 +256,7 @@ async def read_body(scope: Scope, receive: Receive, max_bytes: int) -> bytes:
             return bytes(body)
 
 
-def http_api_event(scope: Scope, method: str, body: bytes, request_id: str) -> dict[str, Any]:
+def http_api_event(scope: Scope, body: bytes, request_id: str) -> dict[str, Any]:
     """An HTTP request as the API Gateway HTTP API (payload format 2.0) event Lambda would receive for it."""
     headers: dict[str, str] = {}
     for raw_name, raw_value in scope.get("headers", ()):
@@ -276,7 +275,7 @@ def http_api_event(scope: Scope, method: str, body: bytes, request_id: str) -> d
         "headers": headers,
         "requestContext": {
             "http": {
-                "method": method,
+                "method": scope["method"],
                 "path": scope["path"],
                 "protocol": f"HTTP/{scope.get('http_version', '1.1')}",
                 "sourceIp": client[0],

@@ -25,6 +25,20 @@ class BadRequest(ClassifierError):
     """Malformed body, missing or conflicting fields."""
 
 
+class UnsupportedContentType(ClassifierError):
+    """The request body is declared as something other than JSON."""
+
+    code = "unsupported_content_type"
+    status = HTTPStatus.UNSUPPORTED_MEDIA_TYPE
+
+
+class MethodNotAllowed(ClassifierError):
+    """The route exists, but not with this method (the answer carries an `Allow` header)."""
+
+    code = "method_not_allowed"
+    status = HTTPStatus.METHOD_NOT_ALLOWED
+
+
 class InvalidUrl(ClassifierError):
     """The URL cannot be parsed or uses a scheme, port or form the fetcher refuses on its face."""
 

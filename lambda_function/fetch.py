@@ -3,8 +3,10 @@
 The rules (README, "Security"): http and https only; no credentials in the URL; only the configured ports;
 the host is resolved once and refused if any of its addresses is not globally routable; the connection goes
 to the address that was checked (a second DNS answer never gets a say, which defeats DNS rebinding); each
-redirect is checked the same way, up to a limit; a connect deadline and a total deadline bound the time;
-the body is streamed and cut off at a byte cap whatever Content-Length claims.
+redirect is checked the same way, up to a limit; one total deadline covers DNS, connecting, TLS, the status
+line, headers, 1xx answers, redirects and the body (`fetch_deadline.Watchdog`), and a connect deadline bounds each
+attempt; the body is streamed and cut off at a byte cap whatever Content-Length claims. Internationalised host
+names are converted with IDNA (UTS 46) and checked like any other, so the Host header and SNI are always ASCII.
 """
 
 from __future__ import annotations
@@ -13,12 +15,14 @@ import ipaddress
 import socket
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass
 from urllib.parse import urljoin, urlsplit
 
+import idna
 import urllib3
 from urllib3.exceptions import HTTPError, NewConnectionError
-from urllib3.exceptions import TimeoutError as Urllib3Timeout
 
 from lambda_function.address_policy import IPAddress, refusal_reason
 from lambda_function.errors import (
@@ -28,6 +32,7 @@ from lambda_function.errors import (
     UpstreamTimeout,
     UrlNotAllowed,
 )
+from lambda_function.fetch_deadline import DeadlineHTTPConnection, DeadlineHTTPSConnection, Watchdog
 from lambda_function.settings import FetchSettings
 
 Resolver = Callable[[str, int], list[IPAddress]]
@@ -36,6 +41,9 @@ _DEFAULT_PORTS = {"http": 80, "https": 443}
 _REDIRECT_STATUSES = {301, 302, 303, 307, 308}
 _CHUNK_BYTES = 64 * 1024
 _MAX_URL_CHARS = 2048
+# The system resolver has no deadline of its own: lookups run here and are waited for until the fetch's deadline.
+# A lookup that never returns keeps its thread; with every thread stuck, later lookups queue and time out too.
+_DNS_LOOKUPS = ThreadPoolExecutor(max_workers=8, thread_name_prefix="dns")
 
 
 def system_resolver(host: str, port: int) -> list[IPAddress]:
@@ -81,26 +89,38 @@ class SafeFetcher:
             UpstreamTimeout: a deadline passed.
             UpstreamError: the host could not be resolved or reached, or answered with an error.
         """
-        deadline = time.monotonic() + self.settings.total_timeout_s
-        current_url = url
-        for _hop in range(self.settings.max_redirects + 1):
-            target = self.check_url(current_url)
-            addresses = self.resolve_checked(target)
-            response = self._request(target, addresses, deadline)
-            try:
-                if response.status in _REDIRECT_STATUSES:
-                    location = response.headers.get("Location")
-                    if not location:
-                        raise UpstreamError(f"the image URL answered HTTP {response.status} without a Location")
-                    current_url = urljoin(current_url, location.strip())
-                    continue
-                if not 200 <= response.status < 300:
-                    raise UpstreamError(f"the image URL answered HTTP {response.status}")
-                return self._read_body(response, deadline)
-            finally:
-                response.release_conn()
-                response.close()
-        raise UpstreamError(f"the image URL redirected more than {self.settings.max_redirects} times")
+        with Watchdog(time.monotonic() + self.settings.total_timeout_s) as watchdog:
+            current_url = url
+            for hop in range(self.settings.max_redirects + 1):
+                target = self._check_hop(current_url, hop)
+                addresses = self.resolve_checked(target, watchdog.deadline)
+                response = self._request(target, addresses, watchdog)
+                try:
+                    if response.status in _REDIRECT_STATUSES:
+                        location = response.headers.get("Location")
+                        if not location:
+                            raise UpstreamError(f"the image URL answered HTTP {response.status} without a Location")
+                        current_url = _redirect_target(current_url, location)
+                        continue
+                    if not 200 <= response.status < 300:
+                        raise UpstreamError(f"the image URL answered HTTP {response.status}")
+                    return self._read_body(response, watchdog)
+                finally:
+                    response.release_conn()
+                    response.close()
+            raise UpstreamError(f"the image URL redirected more than {self.settings.max_redirects} times")
+
+    def _check_hop(self, url: str, hop: int) -> Target:
+        """`check_url`, except that a malformed redirect is the upstream's fault (502), not the client's (400)."""
+        if hop == 0:
+            return self.check_url(url)
+        try:
+            return self.check_url(url)
+        except InvalidUrl as error:
+            raise UpstreamError(f"the image URL redirected to an invalid URL ({error.message})") from None
+
+    def _timed_out(self) -> UpstreamTimeout:
+        return UpstreamTimeout(f"the image URL did not deliver within {self.settings.total_timeout_s:g} s")
 
     def check_url(self, url: str) -> Target:
         """The checks that need no network: form, scheme, credentials, port."""
@@ -118,9 +138,7 @@ class SafeFetcher:
             raise UrlNotAllowed(f"only http and https URLs are allowed, not {scheme or 'a URL without a scheme'}")
         if "@" in parts.netloc:
             raise UrlNotAllowed("URLs with credentials (user:password@) are not allowed")
-        host = (parts.hostname or "").rstrip(".")
-        if not host:
-            raise InvalidUrl("the URL has no host")
+        host = _ascii_host((parts.hostname or "").rstrip("."))
         port = port if port is not None else _DEFAULT_PORTS[scheme]
         allowed_ports = self.settings.allowed_ports
         if allowed_ports is not None and port not in allowed_ports:
@@ -130,10 +148,15 @@ class SafeFetcher:
             path = f"{path}?{parts.query}"
         return Target(scheme=scheme, host=host, port=port, path=path)
 
-    def resolve_checked(self, target: Target) -> list[IPAddress]:
-        """Resolve the host once; refuse it if any address is not allowed."""
+    def resolve_checked(self, target: Target, deadline: float | None = None) -> list[IPAddress]:
+        """Resolve the host once, by `deadline` (monotonic) if given; refuse it if any address is not allowed."""
+        lookup = _DNS_LOOKUPS.submit(self._resolver, target.host, target.port)
         try:
-            addresses = self._resolver(target.host, target.port)
+            addresses = lookup.result(timeout=None if deadline is None else max(0.0, deadline - time.monotonic()))
+        except FutureTimeout:
+            raise UpstreamTimeout(
+                f"the host {target.host!r} did not resolve within {self.settings.total_timeout_s:g} s"
+            ) from None
         except (OSError, UnicodeError, ValueError):
             raise UpstreamError(f"the host {target.host!r} could not be resolved") from None
         if not addresses:
@@ -144,15 +167,15 @@ class SafeFetcher:
                 raise UrlNotAllowed(f"the host {target.host!r} resolves to {reason}; such URLs are not allowed")
         return addresses
 
-    def _request(self, target: Target, addresses: list[IPAddress], deadline: float) -> urllib3.BaseHTTPResponse:
+    def _request(self, target: Target, addresses: list[IPAddress], watchdog: Watchdog) -> urllib3.BaseHTTPResponse:
         """GET the target from the first of the checked addresses that accepts a connection."""
         last_error: Exception | None = None
         for address in addresses:
-            remaining_s = deadline - time.monotonic()
+            remaining_s = watchdog.deadline - time.monotonic()
             if remaining_s <= 0:
                 break
             timeout = urllib3.Timeout(connect=min(self.settings.connect_timeout_s, remaining_s), read=remaining_s)
-            pool = self._pool(target, address, timeout)
+            pool = self._pool(target, address, timeout, watchdog)
             try:
                 return pool.urlopen(
                     "GET",
@@ -169,20 +192,28 @@ class SafeFetcher:
                     decode_content=False,
                     assert_same_host=False,
                 )
-            except NewConnectionError as exc:  # urllib3 makes it a subclass of its timeout error: test it first
-                last_error = exc
             except (HTTPError, OSError) as exc:
                 last_error = exc
-        if last_error is None or (
-            isinstance(last_error, Urllib3Timeout) and not isinstance(last_error, NewConnectionError)
-        ):
-            raise UpstreamTimeout(f"the image URL did not answer within {self.settings.total_timeout_s:g} s")
+        if last_error is None or watchdog.expired:
+            raise self._timed_out()
+        # urllib3 makes NewConnectionError (refused, unreachable) a subclass of its timeout errors: test it first.
+        if isinstance(last_error, NewConnectionError):
+            raise UpstreamError(f"the image URL could not be reached ({type(last_error).__name__})")
+        if isinstance(last_error, urllib3.exceptions.TimeoutError):
+            # Reads wait for the rest of the deadline, which has not passed: this was the connect timeout, which
+            # urllib3 also applies to the TLS handshake.
+            raise UpstreamTimeout(
+                f"the image URL's server did not complete the connection (TCP and TLS) within "
+                f"{self.settings.connect_timeout_s:g} s"
+            )
         raise UpstreamError(f"the image URL could not be reached ({type(last_error).__name__})")
 
-    def _pool(self, target: Target, address: IPAddress, timeout: urllib3.Timeout) -> urllib3.HTTPConnectionPool:
+    def _pool(
+        self, target: Target, address: IPAddress, timeout: urllib3.Timeout, watchdog: Watchdog
+    ) -> urllib3.HTTPConnectionPool:
         if target.scheme == "https":
             # Connect to the checked address, but send SNI for and verify the certificate against the host name.
-            return urllib3.HTTPSConnectionPool(
+            pool: urllib3.HTTPConnectionPool = urllib3.HTTPSConnectionPool(
                 str(address),
                 target.port,
                 timeout=timeout,
@@ -191,10 +222,15 @@ class SafeFetcher:
                 assert_hostname=target.host,
                 cert_reqs="CERT_REQUIRED",
                 ca_certs=self.settings.ca_bundle_path,
+                watchdog=watchdog,
             )
-        return urllib3.HTTPConnectionPool(str(address), target.port, timeout=timeout, maxsize=1)
+            pool.ConnectionCls = DeadlineHTTPSConnection
+            return pool
+        pool = urllib3.HTTPConnectionPool(str(address), target.port, timeout=timeout, maxsize=1, watchdog=watchdog)
+        pool.ConnectionCls = DeadlineHTTPConnection
+        return pool
 
-    def _read_body(self, response: urllib3.BaseHTTPResponse, deadline: float) -> bytes:
+    def _read_body(self, response: urllib3.BaseHTTPResponse, watchdog: Watchdog) -> bytes:
         max_bytes = self.settings.max_bytes
         declared = response.headers.get("Content-Length", "")
         if declared.isdigit() and int(declared) > max_bytes:
@@ -202,18 +238,42 @@ class SafeFetcher:
         body = bytearray()
         try:
             while True:
-                if time.monotonic() > deadline:
-                    raise UpstreamTimeout(f"the image did not download within {self.settings.total_timeout_s:g} s")
-                # read1 returns after one socket read (or one chunk), so a slow drip cannot hold it past
-                # the deadline check above, and a chunked body without Content-Length is still counted.
+                # read1 returns after one socket read (or one chunk), so a chunked body without Content-Length is
+                # counted as it arrives; the watchdog ends a read that the deadline overtakes.
                 chunk = response.read1(_CHUNK_BYTES)
+                if watchdog.expired:
+                    raise self._timed_out()
                 if not chunk:
                     break
                 body += chunk
                 if len(body) > max_bytes:
                     raise ImageTooLarge(f"the image is larger than the limit of {max_bytes:,} bytes")
-        except Urllib3Timeout:
-            raise UpstreamTimeout(f"the image did not download within {self.settings.total_timeout_s:g} s") from None
         except (HTTPError, OSError):
+            if watchdog.expired:
+                raise self._timed_out() from None
             raise UpstreamError("the image download was cut off by the server") from None
         return bytes(body)
+
+
+def _redirect_target(current_url: str, location: str) -> str:
+    try:
+        return urljoin(current_url, location.strip())
+    except ValueError:
+        raise UpstreamError("the image URL redirected to an invalid URL") from None
+
+
+def _ascii_host(host: str) -> str:
+    """The host as the network sees it: internationalised names in their IDNA (UTS 46) ASCII form, and
+    ASCII names with IDNA labels (`xn--`) checked to be valid ones.
+
+    Raises:
+        InvalidUrl: no host, or a name IDNA refuses.
+    """
+    if not host:
+        raise InvalidUrl("the URL has no host")
+    if host.isascii() and "xn--" not in host.lower():  # plain ASCII names and IP literals pass unchanged
+        return host
+    try:
+        return idna.encode(host, uts46=True).decode("ascii")
+    except (idna.IDNAError, UnicodeError, ValueError):
+        raise InvalidUrl("the URL's host name is not a valid internationalised domain name") from None

@@ -13,6 +13,7 @@ from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, APIGatew
 from aws_lambda_powertools.logging import correlation_paths
 
 from lambda_function.api import router
+from lambda_function.gateway import resolve
 from lambda_function.observability import logger, metrics, tracer
 from lambda_function.service import get_service
 
@@ -31,5 +32,5 @@ http_api.include_router(router)
 @tracer.capture_lambda_handler(capture_response=False)
 @metrics.log_metrics(capture_cold_start_metric=True)
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    resolver = http_api if event.get("version") == "2.0" else rest_api
-    return resolver.resolve(event, context)
+    resolver = http_api if isinstance(event, dict) and event.get("version") == "2.0" else rest_api
+    return resolve(resolver, event, context)

@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import os
 import sys
+import threading
 import warnings
 
 from aws_lambda_powertools import Logger, Metrics, Tracer
+from aws_lambda_powertools.metrics import MetricUnit
 
 SERVICE_NAME = os.environ.get("POWERTOOLS_SERVICE_NAME", "cat-breed-classifier")
 METRICS_NAMESPACE = os.environ.get("POWERTOOLS_METRICS_NAMESPACE", "CatBreedClassifier")
@@ -20,6 +22,14 @@ METRICS_NAMESPACE = os.environ.get("POWERTOOLS_METRICS_NAMESPACE", "CatBreedClas
 logger = Logger(service=SERVICE_NAME, stream=sys.stderr)
 tracer = Tracer(service=SERVICE_NAME)
 metrics = Metrics(service=SERVICE_NAME, namespace=METRICS_NAMESPACE)
+_metrics_lock = threading.Lock()  # powertools' metric set is not thread-safe, and the HTTP server uses threads
+
+
+def record_metric(name: str, unit: MetricUnit, value: float) -> None:
+    """Add one EMF metric value (printed when the Lambda handler returns, or every 100 values in a server)."""
+    with _metrics_lock:
+        metrics.add_metric(name=name, unit=unit, value=value)
+
 
 # GET /health and refused requests record no metric by design; powertools would warn on every such call.
 warnings.filterwarnings("ignore", message="No application metrics to publish", category=UserWarning)

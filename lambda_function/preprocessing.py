@@ -15,6 +15,7 @@ from __future__ import annotations
 import io
 import math
 import struct
+import warnings
 from dataclasses import dataclass
 
 import numpy as np
@@ -24,6 +25,10 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 from lambda_function.errors import TooManyPixels, UndecodableImage, UnsupportedImage
 
 pillow_heif.register_heif_opener()
+# The service's own pixel cap (`DecodeLimits.max_pixels`) rules, through `Image.MAX_IMAGE_PIXELS` below; Pillow's
+# warning for images between half the cap and the cap would only be log noise for photos the service accepts.
+# Set once at import: warning filters are process-global, and changing them per call would not be thread-safe.
+warnings.filterwarnings("ignore", category=Image.DecompressionBombWarning)
 
 # EPS, PDF, PSD and the other exotic parsers never see client bytes. HEIF covers HEIC photos from phones.
 ALLOWED_FORMATS = ("JPEG", "PNG", "WEBP", "GIF", "BMP", "TIFF", "HEIF")
@@ -45,12 +50,28 @@ _ORIENTATIONS_THAT_SWAP_AXES = {5, 6, 7, 8}
 _DECODE_ERRORS = (OSError, SyntaxError, ValueError, EOFError, struct.error, IndexError, KeyError, ZeroDivisionError)
 
 
+# What one request's decoding may add to the process's memory. The decoder's full-size buffer is the only
+# full-size copy: a JPEG decodes at a reduced DCT scale (draft), anything else is shrunk with `reduce` right after
+# decoding, before it is turned upright or converted. What would not fit is refused before decoding
+# (`decode_cost_bytes`); `make bench` measures the worst cases (README, "Security").
+DECODE_MEMORY_BUDGET_BYTES = 250_000_000
+# Bytes per pixel of Pillow's full-size image by mode (Pillow keeps RGB, LA, CMYK, I and F in 4 bytes a pixel).
+_STORED_BYTES_PER_PIXEL = {"1": 1, "L": 1, "P": 1, "I;16": 2, "I;16B": 2, "I;16L": 2, "I;16N": 2}
+# Pillow decodes WebP through libwebp's animation decoder, whose canvas and frame buffers come on top of the
+# image: measured, 15.4 bytes a pixel for RGBA (benchmarks/decode_memory.py).
+_DECODER_COPIES = {"WEBP": 4}
+# Shrinking works on bands of about this many pixels: converting (palette, 16-bit) and `reduce` (which copies
+# images with alpha to premultiply them) then never hold a second full-size copy.
+_BAND_PIXELS = 1 << 20
+
+
 @dataclass(frozen=True)
 class DecodeLimits:
     """Limits on what the decoder accepts."""
 
     max_pixels: int
     jpeg_draft: bool = True
+    memory_budget_bytes: int = DECODE_MEMORY_BUDGET_BYTES
 
 
 def prepare_image(data: bytes, size_px: tuple[int, int], limits: DecodeLimits) -> np.ndarray:
@@ -69,7 +90,7 @@ def prepare_image(data: bytes, size_px: tuple[int, int], limits: DecodeLimits) -
         TooManyPixels: the image declares more pixels than `limits.max_pixels`.
         UndecodableImage: an allowed format with corrupt or truncated data.
     """
-    image = decode_image(data, limits, draft_size_px=size_px if limits.jpeg_draft else None)
+    image = decode_image(data, limits, target_size_px=size_px)
     try:
         return resize_to_input(image, size_px)
     finally:
@@ -81,12 +102,14 @@ def resize_to_input(image: Image.Image, size_px: tuple[int, int]) -> np.ndarray:
     return np.asarray(image.resize(size_px, RESAMPLING), dtype=np.uint8)
 
 
-def decode_image(data: bytes, limits: DecodeLimits, draft_size_px: tuple[int, int] | None = None) -> Image.Image:
+def decode_image(data: bytes, limits: DecodeLimits, target_size_px: tuple[int, int] | None = None) -> Image.Image:
     """Decode the first frame of an image into an upright RGB Pillow image.
 
-    With `draft_size_px`, a JPEG is decoded at the smallest DCT scale (1/2, 1/4, 1/8) that still covers 1.9 times
-    that size: a 12-megapixel phone photo then decodes several times faster, and the final resize still
-    shrinks, so the result is equivalent (tests/test_preprocessing.py measures it).
+    With `target_size_px` (the size the image will be resized to), a JPEG is decoded at the smallest DCT scale
+    (1/2, 1/4, 1/8) that still covers 1.9 times that size (if `limits.jpeg_draft`): a 12-megapixel phone photo
+    then decodes several times faster, and the final resize still shrinks, so the result is equivalent
+    (tests/test_preprocessing.py measures it). Other formats are shrunk by box averaging (`reduce`) to about that
+    size right after decoding, so that only the decoder's buffer is ever full size.
     """
     # Pillow raises DecompressionBombError above twice this figure, for every frame it ever opens, so the
     # cap holds for later frames of an animation as well as for the first, with no warning filters (which
@@ -101,7 +124,7 @@ def decode_image(data: bytes, limits: DecodeLimits, draft_size_px: tuple[int, in
     except _DECODE_ERRORS:
         raise UndecodableImage("the image data is corrupt and cannot be decoded") from None
     try:
-        return _to_upright_rgb(image, limits, draft_size_px)
+        return _to_upright_rgb(image, limits, target_size_px)
     except TooManyPixels:
         image.close()
         raise
@@ -116,19 +139,68 @@ def decode_image(data: bytes, limits: DecodeLimits, draft_size_px: tuple[int, in
         raise UndecodableImage("the image data is corrupt or truncated and cannot be decoded") from None
 
 
-def _to_upright_rgb(image: Image.Image, limits: DecodeLimits, draft_size_px: tuple[int, int] | None) -> Image.Image:
+def _to_upright_rgb(image: Image.Image, limits: DecodeLimits, target_size_px: tuple[int, int] | None) -> Image.Image:
     width, height = image.size
     if width * height > limits.max_pixels:
         raise TooManyPixels(f"the image has {width * height:,} pixels, more than the limit of {limits.max_pixels:,}")
     orientation = image.getexif().get(_EXIF_ORIENTATION_TAG, 1)
-    if draft_size_px is not None and image.format == "JPEG":
-        draft_width, draft_height = (math.ceil(side * JPEG_DRAFT_OVERSAMPLING) for side in draft_size_px)
+    wanted = None
+    if target_size_px is not None:
+        wanted = tuple(math.ceil(side * JPEG_DRAFT_OVERSAMPLING) for side in target_size_px)
         if orientation in _ORIENTATIONS_THAT_SWAP_AXES:
-            draft_width, draft_height = draft_height, draft_width
-        image.draft(None, (draft_width, draft_height))
+            wanted = (wanted[1], wanted[0])
+        if limits.jpeg_draft and image.format == "JPEG":
+            image.draft(None, wanted)
+    cost = decode_cost_bytes(image)
+    if cost > limits.memory_budget_bytes:
+        raise TooManyPixels(
+            f"the image ({width}x{height}, {image.mode}) needs about {cost / 1e6:.0f} MB to decode, more than the "
+            f"{limits.memory_budget_bytes / 1e6:.0f} MB a request may use"
+        )
     image.load()
+    if wanted is not None:
+        image = _shrunk(image, wanted)
     upright = ImageOps.exif_transpose(image)
     return _to_rgb(upright)
+
+
+def decode_cost_bytes(image: Image.Image) -> int:
+    """Memory that decoding `image` (opened, not yet loaded; after any draft) takes at its peak: the decoder's
+    full-size image and the decoder's own buffers where it has them. Everything after `_shrunk` is small."""
+    pixels = image.size[0] * image.size[1]
+    return pixels * _STORED_BYTES_PER_PIXEL.get(image.mode, 4) * _DECODER_COPIES.get(image.format or "", 1)
+
+
+def _shrunk(image: Image.Image, wanted: tuple[int, int]) -> Image.Image:
+    """`image` box-averaged by the largest whole factor that keeps it at least `wanted` in both sides."""
+    width, height = image.size
+    factor = min(width // wanted[0], height // wanted[1])
+    if factor < 2:
+        return image
+    out_width, out_height = width // factor, height // factor
+    band_rows = factor * max(1, _BAND_PIXELS // (width * factor))
+    reduced: Image.Image | None = None
+    for top in range(0, out_height * factor, band_rows):
+        band = _reducible(image.crop((0, top, out_width * factor, min(out_height * factor, top + band_rows))))
+        small = band.reduce(factor)
+        if reduced is None:
+            reduced = Image.new(small.mode, (out_width, out_height))
+        reduced.paste(small, (0, top // factor))
+    assert reduced is not None  # factor >= 2 means at least one band
+    reduced.info = dict(image.info)  # the EXIF orientation, read by exif_transpose next
+    image.close()
+    return reduced
+
+
+def _reducible(band: Image.Image) -> Image.Image:
+    """A band in a mode `reduce` can average: palette indices, bilevel and 16-bit pixels are converted first."""
+    if band.mode == "1":
+        return band.convert("L")
+    if band.mode in {"P", "PA"}:
+        return band.convert("RGBA" if band.mode == "PA" or "transparency" in band.info else "RGB")
+    if band.mode.startswith("I;16"):
+        return _high_bit_depth_to_l(band)
+    return band
 
 
 def _to_rgb(image: Image.Image) -> Image.Image:
@@ -148,7 +220,18 @@ def _to_rgb(image: Image.Image) -> Image.Image:
 
 
 def _high_bit_depth_to_l(image: Image.Image) -> Image.Image:
-    """16-bit and 32-bit greyscale to 8-bit: Pillow's own convert() would clip everything above 255 to white."""
-    pixels = np.asarray(image)
-    scaled = np.clip(pixels, 0, 255) if image.mode == "F" else np.clip(pixels.astype(np.int64), 0, 65535) / 257.0
-    return Image.fromarray(np.round(scaled).astype(np.uint8), mode="L")
+    """16-bit and 32-bit greyscale to 8-bit: Pillow's own convert() would clip everything above 255 to white.
+
+    Converted a band of rows at a time, so the wide intermediate arrays never exist at full size.
+    """
+    width, height = image.size
+    out = np.empty((height, width), dtype=np.uint8)
+    rows = max(1, _CONVERSION_BAND_PIXELS // max(1, width))
+    for top in range(0, height, rows):
+        band = np.asarray(image.crop((0, top, width, min(height, top + rows))))
+        scaled = np.clip(band, 0, 255) if image.mode == "F" else np.clip(band.astype(np.int64), 0, 65535) / 257.0
+        out[top : top + band.shape[0]] = np.round(scaled)
+    return Image.fromarray(out, mode="L")
+
+
+_CONVERSION_BAND_PIXELS = 1 << 20

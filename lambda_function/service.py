@@ -14,7 +14,7 @@ from aws_lambda_powertools.metrics import MetricUnit
 
 from lambda_function.fetch import Resolver, SafeFetcher, system_resolver
 from lambda_function.inference import Classifier, Prediction
-from lambda_function.observability import logger, metrics, tracer
+from lambda_function.observability import logger, record_metric, tracer
 from lambda_function.preprocessing import DecodeLimits, prepare_image
 from lambda_function.settings import Settings, available_cpus
 from lambda_function.uploads import decode_base64_image
@@ -39,7 +39,6 @@ class BreedService:
         # Decoding and inference are CPU work: a server with many requests in flight (most of them waiting on
         # URLs) decodes as many images at once as there are CPUs, which also bounds the decoders' memory.
         self._compute_slots = threading.BoundedSemaphore(available_cpus())
-        self._metrics_lock = threading.Lock()  # powertools' metric set is not thread-safe
         card = self.classifier.card
         logger.info(
             "model loaded",
@@ -69,9 +68,8 @@ class BreedService:
             finished = time.perf_counter()
         preprocessing_ms = (preprocessed - started) * 1000
         inference_ms = (finished - preprocessed) * 1000
-        with self._metrics_lock:
-            metrics.add_metric(name="PreprocessingMs", unit=MetricUnit.Milliseconds, value=preprocessing_ms)
-            metrics.add_metric(name="InferenceMs", unit=MetricUnit.Milliseconds, value=inference_ms)
+        record_metric("PreprocessingMs", MetricUnit.Milliseconds, preprocessing_ms)
+        record_metric("InferenceMs", MetricUnit.Milliseconds, inference_ms)
         return ClassifiedImage(predictions, self.classifier.cat_detected(predictions), preprocessing_ms, inference_ms)
 
 

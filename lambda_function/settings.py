@@ -7,6 +7,7 @@ a typo in a deployment fails the first invocation loudly instead of misbehaving 
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -67,6 +68,15 @@ class FetchSettings:
     ca_bundle_path: str | None = None  # None: the system's certificate authorities
     user_agent: str = "cat-breed-classifier/0.1 (image fetcher)"
 
+    def __post_init__(self) -> None:
+        if self.connect_timeout_s > self.total_timeout_s:
+            raise SettingsError(
+                f"FETCH_CONNECT_TIMEOUT_S ({self.connect_timeout_s:g}) must not exceed "
+                f"FETCH_TOTAL_TIMEOUT_S ({self.total_timeout_s:g}): the total deadline covers the connection"
+            )
+        if self.ca_bundle_path is not None and not Path(self.ca_bundle_path).is_file():
+            raise SettingsError(f"FETCH_CA_BUNDLE={self.ca_bundle_path!r} is not a file")
+
 
 @dataclass(frozen=True)
 class ServerSettings:
@@ -125,7 +135,7 @@ class Settings:
             ca_bundle_path=env.get("FETCH_CA_BUNDLE") or None,
         )
         return cls(
-            model_path=Path(env.get("MODEL_PATH", str(DEFAULT_MODEL_PATH))),
+            model_path=Path(env.get("MODEL_PATH") or DEFAULT_MODEL_PATH),
             inference_threads=_number(env, "INFERENCE_THREADS", default_inference_threads(env), int),
             jpeg_draft=_bool(env, "JPEG_DRAFT", default=True),
             max_image_pixels=_number(env, "MAX_IMAGE_PIXELS", DEFAULT_MAX_IMAGE_PIXELS, int),
@@ -168,6 +178,8 @@ def _number(env: Mapping[str, str], name: str, default: float, kind: type, *, mi
         value = kind(raw)
     except ValueError:
         raise SettingsError(f"{name}={raw!r} is not a {kind.__name__}") from None
+    if not math.isfinite(value):
+        raise SettingsError(f"{name}={raw!r} must be a finite number")
     if value < minimum:
         raise SettingsError(f"{name}={raw!r} must be at least {minimum}")
     return value

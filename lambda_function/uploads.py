@@ -25,6 +25,8 @@ def decode_base64_image(encoded: str, max_bytes: int) -> bytes:
     """
     match = _DATA_URI.match(encoded)
     if match:
+        if not (match.group("mime") or "").lower().startswith("image/"):
+            raise InvalidBase64("a data: URI must carry an image (data:image/jpeg;base64,...)")
         if not match.group("base64"):
             raise InvalidBase64("a data: URI must be base64-encoded (data:image/jpeg;base64,...)")
         encoded = encoded[match.end() :]

@@ -7,6 +7,7 @@ conversion, evaluation through the serving runtime) on a small slice of the shar
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -47,6 +48,8 @@ def test_breeds_route_lists_exactly_the_sidecar_labels(tmp_path):
     completed = subprocess.run(
         [sys.executable, "-m", "lambda_function", "invoke", str(tmp_path / "breeds.json")],
         cwd=REPO_DIR,
+        # The default model: not the test model that other tests' fixtures put into MODEL_PATH.
+        env={name: value for name, value in os.environ.items() if name != "MODEL_PATH"},
         capture_output=True,
         text=True,
         timeout=120,

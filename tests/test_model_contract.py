@@ -139,3 +139,26 @@ def test_server_settings_are_read_from_the_environment_and_refuse_a_shutdown_tha
         settings.Settings.from_env({"SERVER_DRAIN_S": "10", "SERVER_GRACEFUL_TIMEOUT_S": "20"})
     with pytest.raises(settings.SettingsError, match="SERVER_WORKERS"):
         settings.Settings.from_env({"SERVER_WORKERS": "0"})
+
+
+@pytest.mark.parametrize(
+    ("env", "message"),
+    [
+        ({"FETCH_TOTAL_TIMEOUT_S": "nan"}, "finite"),
+        ({"FETCH_TOTAL_TIMEOUT_S": "inf"}, "finite"),
+        ({"MAX_IMAGE_PIXELS": "1e400"}, "int"),
+        ({"FETCH_CONNECT_TIMEOUT_S": "12", "FETCH_TOTAL_TIMEOUT_S": "10"}, "must not exceed"),
+        ({"FETCH_CA_BUNDLE": "/nonexistent/ca.pem"}, "not a file"),
+    ],
+)
+def test_settings_refuse_values_the_service_cannot_run_with(env, message):
+    from lambda_function import settings
+
+    with pytest.raises(settings.SettingsError, match=message):
+        settings.Settings.from_env(env)
+
+
+def test_an_empty_model_path_means_the_default_model():
+    from lambda_function import settings
+
+    assert settings.Settings.from_env({"MODEL_PATH": ""}).model_path == settings.DEFAULT_MODEL_PATH

@@ -3,11 +3,16 @@
 from __future__ import annotations
 
 import base64
+import ipaddress
+import json
+import time
 from typing import Any
 
 import pytest
+import yaml
 
-from tests.conftest import CAT_PHOTOS, http_api_event, load_event, parsed_body, rest_event
+from lambda_function.fetch import SafeFetcher
+from tests.conftest import CAT_PHOTOS, REPO_DIR, http_api_event, load_event, parsed_body, rest_event
 from tests.support import http_server
 from tests.support.images import EPS_BYTES, PDF_BYTES, encode, photo
 
@@ -199,14 +204,87 @@ def test_refused_connection_is_502(handler, lambda_context):
     assert error_of(response) == (502, "upstream_error")
 
 
-def test_server_that_drips_past_the_deadline_is_504(handler, service, lambda_context):
-    data = SIAMESE.read_bytes()
-    with http_server.running({"/slow.jpg": http_server.drip(data, interval_s=0.05)}) as host:
+SLOW_UPSTREAMS = {
+    "body": http_server.drip(SIAMESE.read_bytes(), interval_s=0.05),
+    "headers": http_server.drip_headers(interval_s=0.05),
+    "1xx flood": http_server.continue_flood(interval_s=0.01),
+}
+
+
+@pytest.mark.parametrize("dripping", SLOW_UPSTREAMS)
+def test_an_upstream_that_drips_ends_at_the_fetch_deadline_with_504(handler, service, lambda_context, dripping):
+    with http_server.running({"/slow.jpg": SLOW_UPSTREAMS[dripping]}) as host:
+        started = time.monotonic()
         response = handler.lambda_handler(
             rest_event("POST", "/predict", {"url": host.url("/slow.jpg")}), lambda_context
         )
+        elapsed = time.monotonic() - started
 
     assert error_of(response) == (504, "upstream_timeout")
+    assert elapsed < service.settings.fetch.total_timeout_s + 1
+
+
+def test_a_host_name_that_never_resolves_ends_at_the_fetch_deadline_with_504(
+    handler, service, lambda_context, monkeypatch
+):
+    def stuck_resolver(_host: str, _port: int) -> list:
+        time.sleep(30)
+        return []
+
+    monkeypatch.setattr(service, "fetcher", SafeFetcher(service.settings.fetch, resolver=stuck_resolver))
+    started = time.monotonic()
+    response = handler.lambda_handler(
+        rest_event("POST", "/predict", {"url": "http://slow-dns.example/cat.jpg"}), lambda_context
+    )
+
+    assert error_of(response) == (504, "upstream_timeout")
+    assert time.monotonic() - started < service.settings.fetch.total_timeout_s + 1
+
+
+def test_a_tls_handshake_that_never_completes_is_reported_with_the_connect_deadline(handler, service, lambda_context):
+    with http_server.silent_listener() as port:
+        response = handler.lambda_handler(
+            rest_event("POST", "/predict", {"url": f"https://127.0.0.1:{port}/cat.jpg"}), lambda_context
+        )
+
+    assert error_of(response) == (504, "upstream_timeout")
+    assert f"within {service.settings.fetch.connect_timeout_s:g} s" in parsed_body(response)["error"]["message"]
+
+
+def test_a_malformed_redirect_is_the_upstreams_fault_502(handler, lambda_context):
+    with http_server.running({"/moved.jpg": http_server.redirect_to("http://[::1/cat.jpg")}) as host:
+        response = handler.lambda_handler(
+            rest_event("POST", "/predict", {"url": host.url("/moved.jpg")}), lambda_context
+        )
+
+    assert error_of(response) == (502, "upstream_error")
+
+
+def test_an_internationalised_host_name_is_fetched_by_its_ascii_form(handler, service, lambda_context, monkeypatch):
+    looked_up: list[str] = []
+
+    def loopback_resolver(host: str, _port: int) -> list:
+        looked_up.append(host)
+        return [ipaddress.ip_address("127.0.0.1")]
+
+    monkeypatch.setattr(service, "fetcher", SafeFetcher(service.settings.fetch, resolver=loopback_resolver))
+    with http_server.running({"/cat.jpg": http_server.serve_bytes(SIAMESE.read_bytes())}) as host:
+        response = handler.lambda_handler(
+            rest_event("POST", "/predict", {"url": f"http://例え.テスト:{host.port}/cat.jpg"}), lambda_context
+        )
+
+    assert response["statusCode"] == 200
+    assert looked_up == ["xn--r8jz45g.xn--zckzah"]
+    assert host.host_headers == [f"xn--r8jz45g.xn--zckzah:{host.port}"]
+
+
+@pytest.mark.parametrize("url", ["http://a\u200db.example/cat.jpg", "http://\u2603.example/", "http://xn--.example/"])
+def test_a_host_name_that_idna_refuses_is_400(handler, lambda_context, url):
+    response = handler.lambda_handler(
+        rest_event("POST", "/predict", {"url": url.encode().decode("unicode_escape")}), lambda_context
+    )
+
+    assert error_of(response) == (400, "invalid_url")
 
 
 def test_chunked_response_over_the_byte_cap_is_413(handler, service, lambda_context):
@@ -236,3 +314,120 @@ def test_unexpected_failure_is_a_generic_500_without_internals(handler, service,
 
     assert error_of(response) == (500, "internal_error")
     assert "secret" not in response["body"]
+
+
+# Malformed requests: a stable 4xx on both payload formats, never a 500
+
+
+def with_headers(event: dict[str, Any], **headers: str) -> dict[str, Any]:
+    event["headers"] = {**(event.get("headers") or {}), **headers}
+    return event
+
+
+def raw_request(payload_format: str, body: str, *, base64_flag: bool = False, content_type: str | None = None) -> dict:
+    event = rest_event("POST", "/predict") if payload_format == "rest" else http_api_event("POST", "/predict")
+    event.update(body=body, isBase64Encoded=base64_flag)
+    event["headers"] = {k: v for k, v in (event.get("headers") or {}).items() if k.lower() != "content-type"}
+    event.pop("multiValueHeaders", None)
+    if content_type:
+        event["headers"]["Content-Type"] = content_type
+    return event
+
+
+JPEG_B64 = base64.b64encode(SIAMESE.read_bytes()).decode()
+MALFORMED = {
+    "a raw image/jpeg body": (
+        dict(body=JPEG_B64, base64_flag=True, content_type="image/jpeg"),
+        415,
+        "unsupported_content_type",
+    ),
+    "a form body": (
+        dict(body="url=x", content_type="application/x-www-form-urlencoded"),
+        415,
+        "unsupported_content_type",
+    ),
+    "a body that is not UTF-8": (
+        dict(body=base64.b64encode(b'{"url": "\xff"}').decode(), base64_flag=True),
+        400,
+        "bad_request",
+    ),
+    "isBase64Encoded with garbage": (dict(body="%%% not base64 %%%", base64_flag=True), 400, "invalid_base64"),
+    "JSON nested 1,000 deep": (dict(body="[" * 1000 + "]" * 1000), 400, "bad_request"),
+    "JSON nested 10 deep": (dict(body='{"image": ' + "[" * 10 + "]" * 10 + "}"), 400, "bad_request"),
+    "an integer of 5,000 digits": (dict(body='{"image": "aGVsbG8=", "top_k": ' + "9" * 5000 + "}"), 400, "bad_request"),
+    "NaN": (dict(body='{"image": "aGVsbG8=", "top_k": NaN}'), 400, "bad_request"),
+    "a top-level array": (dict(body='[{"url": "http://example.com/a.jpg"}]'), 400, "bad_request"),
+    "top_k as a string": (dict(body='{"image": "aGVsbG8=", "top_k": "5"}'), 400, "bad_request"),
+    "top_k as true": (dict(body='{"image": "aGVsbG8=", "top_k": true}'), 400, "bad_request"),
+    "top_k as 5.0": (dict(body='{"image": "aGVsbG8=", "top_k": 5.0}'), 400, "bad_request"),
+    "a data: URI that is not an image": (
+        dict(body='{"image": "data:text/html;base64,PGI+aGk8L2I+"}'),
+        400,
+        "invalid_base64",
+    ),
+}
+
+
+@pytest.mark.parametrize("payload_format", ["rest", "httpapi"])
+@pytest.mark.parametrize("case", MALFORMED)
+def test_a_malformed_request_gets_a_stable_4xx(handler, lambda_context, payload_format, case):
+    request, status, code = MALFORMED[case]
+
+    response = handler.lambda_handler(raw_request(payload_format, **request), lambda_context)
+
+    assert error_of(response) == (status, code)
+
+
+@pytest.mark.parametrize("event", [{}, {"foo": 1}, {"version": "2.0"}, {"httpMethod": 5, "path": []}, {"Records": []}])
+def test_an_event_that_is_not_an_api_gateway_event_gets_a_clean_error(handler, lambda_context, event):
+    response = handler.lambda_handler(event, lambda_context)
+
+    assert error_of(response) == (400, "bad_event")
+
+
+@pytest.mark.parametrize("payload_format", ["rest", "httpapi"])
+def test_a_wrong_method_is_405_with_allow(handler, lambda_context, payload_format):
+    make = rest_event if payload_format == "rest" else http_api_event
+
+    response = handler.lambda_handler(make("DELETE", "/predict"), lambda_context)
+
+    assert error_of(response) == (405, "method_not_allowed")
+    assert response["headers"]["Allow"] == "POST"
+
+
+@pytest.mark.parametrize("payload_format", ["rest", "httpapi"])
+def test_head_health_answers_200_without_a_body(handler, lambda_context, payload_format):
+    make = rest_event if payload_format == "rest" else http_api_event
+
+    response = handler.lambda_handler(make("HEAD", "/health"), lambda_context)
+
+    assert response["statusCode"] == 200 and response["body"] == ""
+
+
+def test_a_500_is_counted_in_the_internal_error_metric_the_template_alarms_on(
+    handler, service, lambda_context, monkeypatch, capsys
+):
+    def broken(*_args: Any) -> None:
+        raise RuntimeError("a bug")
+
+    monkeypatch.setattr(service, "classify_bytes", broken)
+    response = handler.lambda_handler(rest_event("POST", "/predict", {"image": JPEG_B64}), lambda_context)
+    emf = [json.loads(line) for line in capsys.readouterr().out.splitlines() if '"_aws"' in line]
+
+    (record,) = [record for record in emf if "InternalError" in record]
+    assert error_of(response) == (500, "internal_error")
+    assert record["InternalError"] in (1, [1])
+    template = yaml.load((REPO_DIR / "template.yaml").read_text(), Loader=TemplateLoader)
+    deployed = template["Globals"]["Function"]["Environment"]["Variables"]
+    alarm = template["Resources"]["PredictInternalErrorsAlarm"]["Properties"]
+    (dimension_names,) = record["_aws"]["CloudWatchMetrics"][0]["Dimensions"]
+    assert (alarm["Namespace"], alarm["MetricName"]) == (deployed["POWERTOOLS_METRICS_NAMESPACE"], "InternalError")
+    assert sorted(d["Name"] for d in alarm["Dimensions"]) == sorted(dimension_names)  # an alarm needs the exact set
+    assert {"Name": "service", "Value": deployed["POWERTOOLS_SERVICE_NAME"]} in alarm["Dimensions"]
+
+
+class TemplateLoader(yaml.SafeLoader):
+    """Reads template.yaml, CloudFormation's short-form tags (!Ref, !Sub, ...) read as nothing."""
+
+
+TemplateLoader.add_multi_constructor("!", lambda _loader, _suffix, _node: None)

@@ -4,6 +4,8 @@ hostile or broken image becomes a clean client error (checked through the handle
 from __future__ import annotations
 
 import base64
+import subprocess
+import sys
 from typing import Any
 
 import numpy as np
@@ -12,7 +14,7 @@ from PIL import Image
 
 from lambda_function.errors import TooManyPixels, UndecodableImage, UnsupportedImage
 from lambda_function.preprocessing import DecodeLimits, decode_image, prepare_image
-from tests.conftest import CAT_PHOTOS, DOG_PHOTOS, TEST_INPUT_SIZE_PX, parsed_body, rest_event
+from tests.conftest import CAT_PHOTOS, DOG_PHOTOS, REPO_DIR, TEST_INPUT_SIZE_PX, parsed_body, rest_event
 from tests.support.images import EPS_BYTES, PDF_BYTES, encode, gif_with_bomb_second_frame, photo, png_declaring
 
 SIZE = (TEST_INPUT_SIZE_PX, TEST_INPUT_SIZE_PX)
@@ -215,6 +217,55 @@ def test_jpeg_draft_decoding_stays_within_half_a_level_at_b4_resolution():
     full, draft = DecodeLimits(50_000_000, jpeg_draft=False), DecodeLimits(50_000_000, jpeg_draft=True)
     for path in CAT_PHOTOS[::20]:
         big = encode(photo(path).resize((4000, 3000), Image.Resampling.BICUBIC), "JPEG", quality=90)
-        decoded = decode_image(big, draft, draft_size_px=(380, 380))
+        decoded = decode_image(big, draft, target_size_px=(380, 380))
         assert decoded.size == (1000, 750)  # the 1/4 scale, not 1/2
         assert mean_abs_diff(prepare_image(big, (380, 380), draft), prepare_image(big, (380, 380), full)) < 0.5
+
+
+def test_an_image_under_the_pixel_cap_decodes_without_pillows_bomb_warning():
+    # In a fresh interpreter with Python's default warning filters: pytest replaces them inside tests.
+    script = (
+        "from PIL import Image; import io; from lambda_function.preprocessing import DecodeLimits, prepare_image; "
+        "buffer = io.BytesIO(); Image.new('L', (900, 900)).save(buffer, 'PNG'); "  # over half the cap, under it
+        "print(prepare_image(buffer.getvalue(), (64, 64), DecodeLimits(max_pixels=1_000_000)).shape)"
+    )
+    completed = subprocess.run(
+        [sys.executable, "-W", "default", "-c", script], cwd=REPO_DIR, capture_output=True, text=True, check=True
+    )
+
+    assert completed.stdout.strip() == "(64, 64, 3)"
+    assert "DecompressionBombWarning" not in completed.stderr
+
+
+# Memory: only the decoder's buffer is ever full size
+
+
+@pytest.mark.parametrize("mode", ["RGBA", "LA", "P", "I;16", "1"])
+def test_a_large_image_is_shrunk_right_after_decoding_with_the_same_colours(mode):
+    """Left half opaque mid-grey (or white for bilevel), right half transparent where the mode has alpha."""
+    side = 2000
+    image = Image.new(mode, (side, side))
+    if mode == "P":
+        image.putpalette([128, 128, 128, 0, 0, 0] + [0] * 762)
+        image.paste(1, (side // 2, 0, side, side))
+        data = encode(image, "PNG", transparency=1)
+    else:
+        grey = {"RGBA": (128, 128, 128, 255), "LA": (128, 255), "I;16": 128 * 257, "1": 1}[mode]
+        image.paste(grey, (0, 0, side // 2, side))
+        data = encode(image, "PNG")
+
+    result = pixels(data)
+
+    left, right = result[:, : SIZE[0] // 2 - 2], result[:, SIZE[0] // 2 + 2 :]
+    expected_left = 255 if mode == "1" else 128
+    expected_right = 255 if mode in {"RGBA", "LA", "P"} else 0
+    assert np.abs(left.astype(int) - expected_left).max() <= 1
+    assert np.abs(right.astype(int) - expected_right).max() <= 1
+
+
+def test_an_image_that_would_not_fit_the_memory_budget_is_refused_before_decoding():
+    data = encode(Image.new("RGBA", (4000, 4000)), "WEBP", lossless=True)  # 16 M pixels, 16 bytes each to decode
+
+    with pytest.raises(TooManyPixels, match="MB to decode"):
+        pixels(data, DecodeLimits(max_pixels=50_000_000, memory_budget_bytes=200_000_000))
+    assert pixels(data, DecodeLimits(max_pixels=50_000_000, memory_budget_bytes=300_000_000)).shape[2] == 3

@@ -244,7 +244,7 @@ def _screen_one(job: tuple[Source, int, int, Path]) -> Screened:
     try:
         # The same two steps as serving's prepare_image; the decoded size is needed for the size check. Draft
         # decoding only ever shrinks images of at least twice the training size, so the check is unaffected.
-        image = decode_image(data, limits, draft_size_px=(size_px, size_px))
+        image = decode_image(data, limits, target_size_px=(size_px, size_px))
     except ClassifierError:
         return Screened(source, sha, dropped="unreadable")
     width, height = image.size

@@ -151,3 +151,44 @@ def slowly(data: bytes, duration_s: float, pieces: int = 10) -> Route:
             time.sleep(duration_s / pieces)
 
     return route
+
+
+def drip_headers(interval_s: float = 0.05, max_duration_s: float = 15.0) -> Route:
+    """A status line, then a header one byte per interval: the headers never end, each read succeeds."""
+
+    def route(handler: BaseHTTPRequestHandler) -> None:
+        handler.wfile.write(b"HTTP/1.1 200 OK\r\nX-Slow: ")
+        stop_at = time.monotonic() + max_duration_s
+        while time.monotonic() < stop_at:
+            handler.wfile.write(b"a")
+            handler.wfile.flush()
+            time.sleep(interval_s)
+
+    return route
+
+
+def continue_flood(interval_s: float = 0.01, max_duration_s: float = 15.0) -> Route:
+    """`100 Continue` interim answers, one after another, never the final one."""
+
+    def route(handler: BaseHTTPRequestHandler) -> None:
+        stop_at = time.monotonic() + max_duration_s
+        while time.monotonic() < stop_at:
+            handler.wfile.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+            handler.wfile.flush()
+            time.sleep(interval_s)
+
+    return route
+
+
+@contextmanager
+def silent_listener() -> Iterator[int]:
+    """A TCP port that completes the handshake (the kernel's backlog) and then never says a word."""
+    import socket
+
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(8)
+    try:
+        yield listener.getsockname()[1]
+    finally:
+        listener.close()

@@ -1,0 +1,89 @@
+"""One deadline for a whole URL fetch, which no byte-at-a-time trick can extend.
+
+Socket timeouts bound each read, not the whole: a server that sends its status line, its headers, a stream of
+`100 Continue` lines or a TLS handshake one byte at a time restarts the timer with every byte, and http.client
+reads all of those before urllib3 hands back a response. The `Watchdog` closes the door from outside instead:
+at the deadline it shuts down every socket the fetch opened, so whatever read is blocked returns at once, and
+the fetcher reports the timeout. Sockets are registered as they are created (`DeadlineHTTPConnection`), before
+any byte is read, TLS handshake included.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import socket
+import threading
+import time
+from typing import Any
+
+from urllib3.connection import HTTPConnection, HTTPSConnection
+
+
+class Watchdog:
+    """Shuts down the sockets registered with it when `deadline` (a `time.monotonic()` value) passes."""
+
+    def __init__(self, deadline: float) -> None:
+        self.deadline = deadline
+        self._sockets: list[socket.socket] = []
+        self._lock = threading.Lock()
+        self._fired = False
+        self._timer = threading.Timer(max(0.0, deadline - time.monotonic()), self._fire)
+        self._timer.daemon = True
+
+    def __enter__(self) -> Watchdog:
+        self._timer.start()
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self._timer.cancel()
+
+    @property
+    def expired(self) -> bool:
+        """Whether the deadline has passed (whether or not the timer has fired yet)."""
+        return self._fired or time.monotonic() >= self.deadline
+
+    def guard(self, sock: socket.socket) -> None:
+        """Register `sock`; one registered after the deadline is shut down at once."""
+        with self._lock:
+            self._sockets.append(sock)
+            fired = self._fired
+        if fired:
+            _shut_down(sock)
+
+    def _fire(self) -> None:
+        with self._lock:
+            self._fired = True
+            sockets = list(self._sockets)
+        for sock in sockets:
+            _shut_down(sock)
+
+
+def _shut_down(sock: socket.socket) -> None:
+    with contextlib.suppress(OSError):  # already closed: nothing left to interrupt
+        sock.shutdown(socket.SHUT_RDWR)
+
+
+class DeadlineHTTPConnection(HTTPConnection):
+    """An urllib3 connection whose socket is guarded by the fetch's watchdog (`watchdog=` connection keyword)."""
+
+    def __init__(self, *args: Any, watchdog: Watchdog, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._watchdog = watchdog
+
+    def _new_conn(self) -> socket.socket:  # urllib3 2.x creates the raw socket here, before any TLS
+        sock = super()._new_conn()
+        self._watchdog.guard(sock)
+        return sock
+
+
+class DeadlineHTTPSConnection(HTTPSConnection):
+    """`DeadlineHTTPConnection` for https: the raw socket is guarded before the TLS handshake starts."""
+
+    def __init__(self, *args: Any, watchdog: Watchdog, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._watchdog = watchdog
+
+    def _new_conn(self) -> socket.socket:
+        sock = super()._new_conn()
+        self._watchdog.guard(sock)
+        return sock

@@ -1,0 +1,176 @@
+"""What every API event goes through before the routes: the checks the powertools resolver does not make.
+
+Left to itself, the resolver answers a wrong method with 404, reads any content type as JSON, and lets a body
+that is not UTF-8, a bad `isBase64Encoded` body, JSON nested a thousand deep or an integer of 5,000 digits raise
+inside its parser: a 500 for the client's mistake. An event that is not an API Gateway event at all raises a
+`KeyError`. Both front doors (the Lambda handler and the HTTP server) resolve through `resolve` here, so every
+malformed request is refused the same way, with a stable code, before any route code runs.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+from http import HTTPStatus
+from typing import Any
+
+from aws_lambda_powertools.event_handler.api_gateway import ApiGatewayResolver
+
+from lambda_function.api import error_document, router
+from lambda_function.errors import (
+    BadRequest,
+    ClassifierError,
+    InvalidBase64,
+    MethodNotAllowed,
+    UnsupportedContentType,
+)
+from lambda_function.observability import logger
+
+# The methods of each route, from the router itself (powertools keys its routes by (rule, methods, ...)).
+ROUTE_METHODS: dict[str, frozenset[str]] = {}
+for _key in router._routes:
+    ROUTE_METHODS[_key[0]] = ROUTE_METHODS.get(_key[0], frozenset()) | frozenset(_key[1])
+
+# A request body is one small JSON object: `{"url": ...}` or `{"image": ...}` and `top_k`.
+MAX_JSON_DEPTH = 8
+MAX_INTEGER_DIGITS = 20
+
+
+def resolve(resolver: ApiGatewayResolver, event: Any, context: Any) -> dict[str, Any]:
+    """Check `event`, then let `resolver` answer it; a refusal is answered in the API's error shape.
+
+    HEAD is answered as GET without a body (RFC 9110), so `HEAD /health` works as load balancers expect.
+    """
+    request = _read_request(event)
+    if isinstance(request, dict):
+        return request
+    method, path, headers = request
+    allowed = ROUTE_METHODS.get(path)
+    if allowed is not None and method not in allowed and not (method == "HEAD" and "GET" in allowed):
+        methods = ", ".join(sorted(allowed | ({"HEAD"} if "GET" in allowed else set())))
+        refusal = MethodNotAllowed(f"{path} answers {methods}, not {method}")
+        return _refuse(refusal, event, extra_headers={"Allow": methods})
+    if method == "HEAD":
+        response = resolver.resolve(_with_method(event, "GET"), context)
+        return {**response, "body": "", "isBase64Encoded": False}
+    if method in {"POST", "PUT", "PATCH"}:
+        try:
+            event = _with_checked_json_body(event, headers)
+        except ClassifierError as error:
+            return _refuse(error, event)
+    return resolver.resolve(event, context)
+
+
+def _read_request(event: Any) -> tuple[str, str, dict[str, str]] | dict[str, Any]:
+    """(method, path, lower-cased headers) of an API Gateway event, or the answer to an event that is not one."""
+    try:
+        if event.get("version") == "2.0":
+            method, path = event["requestContext"]["http"]["method"], event["rawPath"]
+        else:
+            method, path = event["httpMethod"], event["path"]
+        headers = {str(name).lower(): str(value) for name, value in (event.get("headers") or {}).items()}
+        if not isinstance(method, str) or not isinstance(path, str):
+            raise TypeError("method and path must be strings")
+    except (AttributeError, KeyError, TypeError) as error:
+        logger.warning("not an API Gateway event", extra={"problem": repr(error)[:200]})
+        return _proxy_response(
+            HTTPStatus.BAD_REQUEST,
+            error_document("bad_event", "the event is not an API Gateway proxy event (REST API or HTTP API)"),
+        )
+    return method.upper(), path, headers
+
+
+def _with_method(event: dict[str, Any], method: str) -> dict[str, Any]:
+    if event.get("version") == "2.0":
+        http = {**event["requestContext"]["http"], "method": method}
+        return {**event, "requestContext": {**event["requestContext"], "http": http}}
+    return {**event, "httpMethod": method}
+
+
+def _with_checked_json_body(event: dict[str, Any], headers: dict[str, str]) -> dict[str, Any]:
+    """The event with its body checked to be one small JSON object, as plain text.
+
+    Raises:
+        UnsupportedContentType: a Content-Type other than JSON (none at all is read as JSON).
+        InvalidBase64: `isBase64Encoded` with a body that is not base64.
+        BadRequest: not UTF-8, not JSON, not an object, nested too deep, or a number too long.
+    """
+    content_type = headers.get("content-type", "").split(";")[0].strip().lower()
+    if content_type and content_type != "application/json" and not content_type.endswith("+json"):
+        raise UnsupportedContentType(
+            f"the body must be JSON (Content-Type: application/json), not {content_type[:100]}"
+        )
+    body = event.get("body") or ""
+    if not isinstance(body, str):
+        raise BadRequest("the body must be JSON text")
+    raw: bytes | str = body
+    if event.get("isBase64Encoded"):
+        try:
+            raw = base64.b64decode(body, validate=True)
+        except (binascii.Error, ValueError):
+            raise InvalidBase64("the request body is flagged as base64 but is not valid base64") from None
+    if isinstance(raw, bytes):
+        try:
+            raw = raw.decode("utf-8")
+        except UnicodeDecodeError:
+            raise BadRequest("the body is not UTF-8 text") from None
+    document = parse_json_object(raw)
+    del document  # parsed to check it; powertools parses the text again for validation
+    return {**event, "body": raw, "isBase64Encoded": False}
+
+
+def parse_json_object(text: str) -> dict[str, Any]:
+    """Parse a request body strictly: a JSON object, at most `MAX_JSON_DEPTH` deep, no huge numbers, no NaN.
+
+    Raises:
+        BadRequest: with a message that says which rule the body broke.
+    """
+    try:
+        document = json.loads(text, parse_int=_bounded_int, parse_constant=_no_constant)
+    except RecursionError:
+        raise BadRequest(f"the JSON body is nested more than {MAX_JSON_DEPTH} levels deep") from None
+    except BadRequest:
+        raise
+    except ValueError:
+        raise BadRequest("the body is not valid JSON") from None
+    if not isinstance(document, dict):
+        raise BadRequest('the JSON body must be an object, such as {"url": "https://..."}')
+    if _depth(document) > MAX_JSON_DEPTH:
+        raise BadRequest(f"the JSON body is nested more than {MAX_JSON_DEPTH} levels deep")
+    return document
+
+
+def _bounded_int(digits: str) -> int:
+    if len(digits.lstrip("-")) > MAX_INTEGER_DIGITS:
+        raise BadRequest(f"the JSON body holds a number longer than {MAX_INTEGER_DIGITS} digits")
+    return int(digits)
+
+
+def _no_constant(name: str) -> float:
+    raise BadRequest(f"the JSON body holds {name}, which JSON does not allow")
+
+
+def _depth(value: Any) -> int:
+    """Nesting depth, without recursion (the parser already refused what would overflow the stack)."""
+    deepest, stack = 0, [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        deepest = max(deepest, depth)
+        children = item.values() if isinstance(item, dict) else item if isinstance(item, list) else ()
+        stack.extend((child, depth + 1) for child in children if isinstance(child, dict | list))
+    return deepest
+
+
+def _refuse(error: ClassifierError, event: dict[str, Any], extra_headers: dict[str, str] | None = None) -> dict:
+    logger.info("request refused", extra={"error_code": error.code, "status": int(error.status)})
+    return _proxy_response(error.status, error_document(error.code, error.message), extra_headers)
+
+
+def _proxy_response(status: int, document: dict, extra_headers: dict[str, str] | None = None) -> dict[str, Any]:
+    return {
+        "statusCode": int(status),
+        "headers": {"Content-Type": "application/json", **(extra_headers or {})},
+        "body": json.dumps(document),
+        "isBase64Encoded": False,
+    }
