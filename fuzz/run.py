@@ -120,8 +120,11 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=int, default=60, help="time per target (default 60)")
     parser.add_argument("--rss-limit-mb", type=int, default=1024, help="libFuzzer's memory limit per process")
-    parser.add_argument("targets", nargs="*", default=list(TARGET_NAMES), choices=[[], *TARGET_NAMES])
+    parser.add_argument("targets", nargs="*", help=f"some of {', '.join(TARGET_NAMES)} (default: all)")
     args = parser.parse_args(argv)
+    unknown = sorted(set(args.targets) - set(TARGET_NAMES))
+    if unknown:
+        parser.error(f"unknown target(s): {', '.join(unknown)}")
     failures = sum(fuzz(target, args.seconds, args.rss_limit_mb) for target in args.targets or TARGET_NAMES)
     return 1 if failures else 0
 

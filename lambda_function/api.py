@@ -16,6 +16,7 @@ from aws_lambda_powertools.event_handler.exceptions import NotFoundError
 from aws_lambda_powertools.event_handler.openapi.exceptions import RequestValidationError
 from aws_lambda_powertools.metrics import MetricUnit
 from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic.json_schema import SkipJsonSchema
 
 from lambda_function.errors import ClassifierError
 from lambda_function.observability import logger, record_metric
@@ -36,16 +37,22 @@ class PredictRequest(BaseModel):
         extra="forbid", json_schema_extra={"oneOf": [{"required": ["url"]}, {"required": ["image"]}]}
     )
 
-    url: str | None = Field(
+    # Optional, but a string when present: the document says so (no null), and the validator refuses a null.
+    url: str | SkipJsonSchema[None] = Field(
         default=None, description="An http(s) URL of a photo", examples=["https://example.com/cat.jpg"]
     )
-    image: str | None = Field(default=None, description="A photo as base64, or a data:image/...;base64, URI")
+    image: str | SkipJsonSchema[None] = Field(
+        default=None, description="A photo as base64, or a data:image/...;base64, URI"
+    )
     top_k: int = Field(
         default=5, ge=1, le=MAX_TOP_K, strict=True, description="How many breeds to return, most likely first"
     )
 
     @model_validator(mode="after")
     def exactly_one_source(self) -> PredictRequest:
+        for name in ("url", "image"):
+            if name in self.model_fields_set and getattr(self, name) is None:
+                raise ValueError(f"'{name}' must be a string, not null")
         if (self.url is None) == (self.image is None):
             raise ValueError("give exactly one of 'url' or 'image'")
         return self

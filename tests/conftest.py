@@ -127,6 +127,71 @@ class ConnectionLog:
         self.addresses: list[str] = []
 
 
+class NetworkGuard:
+    """What the tests' process tried to reach beyond loopback: every test must leave both lists empty."""
+
+    def __init__(self) -> None:
+        self.refused_connects: list[str] = []
+        self.refused_lookups: list[str] = []
+
+
+_LOOPBACK_NAMES = {"localhost", "127.0.0.1", "::1", ""}
+
+
+def _is_loopback(host: str) -> bool:
+    import ipaddress
+
+    try:
+        return ipaddress.ip_address(host.split("%")[0]).is_loopback
+    except ValueError:
+        return host.lower().rstrip(".") in _LOOPBACK_NAMES
+
+
+def _is_address_literal(name: str) -> bool:
+    """An address spelled out (any IPv4 spelling inet_aton takes, or IPv6): resolving it asks no server."""
+    import ipaddress
+
+    try:
+        ipaddress.ip_address(name.split("%")[0])
+        return True
+    except ValueError:
+        pass
+    try:
+        socket.inet_aton(name)
+        return True
+    except OSError:
+        return False
+
+
+@pytest.fixture(autouse=True)
+def network_guard(monkeypatch: pytest.MonkeyPatch) -> Iterator[NetworkGuard]:
+    """No test reaches beyond loopback: a connect to any other address, or a DNS lookup of any other name,
+    fails at once (as it would offline) and fails the test, which proves that every fetch test stayed local.
+    Names under the reserved `.invalid` and `.example` are looked up as failing, without failing the test."""
+    guard = NetworkGuard()
+    original_connect, original_getaddrinfo = socket.socket.connect, socket.getaddrinfo
+
+    def guarded_connect(sock: socket.socket, address: Any) -> Any:
+        if sock.family in (socket.AF_INET, socket.AF_INET6) and not _is_loopback(str(address[0])):
+            guard.refused_connects.append(str(address[0]))
+            raise ConnectionRefusedError(f"the tests' network guard refused a connection to {address[0]}")
+        return original_connect(sock, address)
+
+    def guarded_getaddrinfo(host: Any, *args: Any, **kwargs: Any) -> Any:
+        name = host.decode() if isinstance(host, bytes) else str(host or "")
+        if not _is_loopback(name) and not _is_address_literal(name):
+            if not name.lower().rstrip(".").endswith((".invalid", ".example")):
+                guard.refused_lookups.append(name)
+            raise socket.gaierror(socket.EAI_NONAME, f"the tests' network guard refused to look up {name}")
+        return original_getaddrinfo(host, *args, **kwargs)
+
+    monkeypatch.setattr(socket.socket, "connect", guarded_connect)
+    monkeypatch.setattr(socket, "getaddrinfo", guarded_getaddrinfo)
+    yield guard
+    assert not guard.refused_connects, f"a test tried to connect beyond loopback: {guard.refused_connects}"
+    assert not guard.refused_lookups, f"a test tried to look up a public name: {guard.refused_lookups}"
+
+
 @pytest.fixture
 def connection_log(monkeypatch: pytest.MonkeyPatch) -> ConnectionLog:
     """Records (without changing) every outgoing socket connect, to prove that refused URLs are never contacted."""

@@ -37,3 +37,12 @@ def test_every_schema_reference_resolves():
     references = {part.split('"')[0] for part in text.split('"$ref": "#/components/schemas/')[1:]}
 
     assert references and references <= set(document["components"]["schemas"])
+
+
+def test_the_document_states_that_a_prediction_takes_exactly_one_of_url_or_image():
+    document = json.loads((REPO_DIR / "docs" / "openapi.json").read_text())
+    request = document["components"]["schemas"]["PredictRequest"]
+
+    assert request["oneOf"] == [{"required": ["url"]}, {"required": ["image"]}]
+    assert request["properties"]["url"]["type"] == request["properties"]["image"]["type"] == "string"
+    assert request["properties"]["top_k"]["type"] == "integer"

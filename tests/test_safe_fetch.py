@@ -232,3 +232,16 @@ def test_https_with_a_certificate_not_valid_for_the_host_is_an_upstream_error(tl
 
     with pytest.raises(UpstreamError):
         fetcher.fetch(f"https://{name}:{host.port}/cat.jpg")
+
+
+def test_the_tests_network_guard_refuses_and_reports_anything_beyond_loopback(network_guard):
+    import socket
+
+    with pytest.raises(ConnectionRefusedError):
+        socket.create_connection((str(PUBLIC), 80), timeout=1)
+    with pytest.raises(socket.gaierror):
+        socket.getaddrinfo("example.com", 80)
+
+    assert (network_guard.refused_connects, network_guard.refused_lookups) == ([str(PUBLIC)], ["example.com"])
+    network_guard.refused_connects.clear()  # this test's own attempts were the point
+    network_guard.refused_lookups.clear()
