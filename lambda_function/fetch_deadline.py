@@ -63,27 +63,22 @@ def _shut_down(sock: socket.socket) -> None:
         sock.shutdown(socket.SHUT_RDWR)
 
 
-class DeadlineHTTPConnection(HTTPConnection):
-    """An urllib3 connection whose socket is guarded by the fetch's watchdog (`watchdog=` connection keyword)."""
+class _GuardedConnection:
+    """Registers the connection's raw socket with the fetch's watchdog (`watchdog=` connection keyword)."""
 
     def __init__(self, *args: Any, watchdog: Watchdog, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._watchdog = watchdog
 
     def _new_conn(self) -> socket.socket:  # urllib3 2.x creates the raw socket here, before any TLS
-        sock = super()._new_conn()
+        sock = super()._new_conn()  # type: ignore[misc]
         self._watchdog.guard(sock)
         return sock
 
 
-class DeadlineHTTPSConnection(HTTPSConnection):
-    """`DeadlineHTTPConnection` for https: the raw socket is guarded before the TLS handshake starts."""
+class DeadlineHTTPConnection(_GuardedConnection, HTTPConnection):
+    """An urllib3 HTTP connection guarded by the fetch's watchdog."""
 
-    def __init__(self, *args: Any, watchdog: Watchdog, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self._watchdog = watchdog
 
-    def _new_conn(self) -> socket.socket:
-        sock = super()._new_conn()
-        self._watchdog.guard(sock)
-        return sock
+class DeadlineHTTPSConnection(_GuardedConnection, HTTPSConnection):
+    """An urllib3 HTTPS connection guarded by the fetch's watchdog from before the TLS handshake."""
