@@ -115,8 +115,7 @@ def _with_checked_json_body(event: dict[str, Any], headers: dict[str, str]) -> d
             raw = raw.decode("utf-8")
         except UnicodeDecodeError:
             raise BadRequest("the body is not UTF-8 text") from None
-    document = parse_json_object(raw)
-    del document  # parsed to check it; powertools parses the text again for validation
+    parse_json_object(raw)  # to check it; powertools parses the text again for validation
     return {**event, "body": raw, "isBase64Encoded": False}
 
 

@@ -156,24 +156,23 @@ def slowly(data: bytes, duration_s: float, pieces: int = 10) -> Route:
 def drip_headers(interval_s: float = 0.05, max_duration_s: float = 15.0) -> Route:
     """A status line, then a header one byte per interval: the headers never end, each read succeeds."""
 
-    def route(handler: BaseHTTPRequestHandler) -> None:
-        handler.wfile.write(b"HTTP/1.1 200 OK\r\nX-Slow: ")
-        stop_at = time.monotonic() + max_duration_s
-        while time.monotonic() < stop_at:
-            handler.wfile.write(b"a")
-            handler.wfile.flush()
-            time.sleep(interval_s)
-
-    return route
+    return _trickle(b"HTTP/1.1 200 OK\r\nX-Slow: ", b"a", interval_s, max_duration_s)
 
 
 def continue_flood(interval_s: float = 0.01, max_duration_s: float = 15.0) -> Route:
     """`100 Continue` interim answers, one after another, never the final one."""
 
+    return _trickle(b"", b"HTTP/1.1 100 Continue\r\n\r\n", interval_s, max_duration_s)
+
+
+def _trickle(first: bytes, repeated: bytes, interval_s: float, max_duration_s: float) -> Route:
+    """Raw bytes: `first`, then `repeated` once per interval until `max_duration_s` has passed."""
+
     def route(handler: BaseHTTPRequestHandler) -> None:
+        handler.wfile.write(first)
         stop_at = time.monotonic() + max_duration_s
         while time.monotonic() < stop_at:
-            handler.wfile.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+            handler.wfile.write(repeated)
             handler.wfile.flush()
             time.sleep(interval_s)
 
