@@ -6,6 +6,9 @@ STAMP := $(VENV)/.installed-stamp
 # Linters of the deployment files, each in its own environment: their pins clash with the application's.
 INFRA_STAMP := .venv-infra/.installed-stamp
 CHECKOV_STAMP := .venv-checkov/.installed-stamp
+# The browser of the page's tests (tests/test_page_in_browser.py): Debian's chromium, driven by Playwright.
+CHROMIUM := /usr/bin/chromium
+SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
 PHOTOS := ../shared/photos
 DEMO_PHOTOS := $(PHOTOS)/cats/Bengal_109.jpg $(PHOTOS)/cats/Maine_Coon_136.jpg $(PHOTOS)/cats/Sphynx_127.jpg \
                $(PHOTOS)/cats/Siamese_109.jpg $(PHOTOS)/dogs/american_bulldog_106.jpg
@@ -37,7 +40,11 @@ $(CHECKOV_STAMP): requirements-checkov.txt
 	.venv-checkov/bin/python -m pip install --quiet --disable-pip-version-check -r requirements-checkov.txt
 	touch $(CHECKOV_STAMP)
 
-test: $(STAMP) $(INFRA_STAMP) $(CHECKOV_STAMP)
+$(CHROMIUM):
+	$(SUDO) apt-get update -qq
+	$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium
+
+test: $(STAMP) $(INFRA_STAMP) $(CHECKOV_STAMP) $(CHROMIUM)
 	$(PY) -m ruff check .
 	$(PY) -m ruff format --check .
 	$(PY) -m pytest
@@ -97,6 +104,7 @@ verify-lite0: $(STAMP)
 
 bench: $(STAMP) .venv-runtime/.installed-stamp .venv-bench-tflite/.installed-stamp .venv-bench-onnx/.installed-stamp
 	$(PY) -m benchmarks.run
+	$(PY) -m benchmarks.tagging_scale
 
 # Size, latency and parity of the four conversion modes (README, "Conversion"); a few minutes each.
 bench-modes: $(STAMP)

@@ -27,6 +27,13 @@ from typing import Any
 
 from PIL import Image
 
+from benchmarks.prices import (
+    HTTP_API_USD_PER_REQUEST,
+    LAMBDA_MB_PER_VCPU,
+    LAMBDA_USD_PER_GB_SECOND,
+    LAMBDA_USD_PER_REQUEST,
+)
+
 REPO_DIR = Path(__file__).resolve().parent.parent
 WORK_DIR = REPO_DIR / "build" / "bench"
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
@@ -42,12 +49,6 @@ VENVS = {
 }
 TIME_ENGINE = Path(__file__).resolve().parent / "time_engine.py"
 
-# AWS list prices, us-east-1, x86, as published on the AWS pricing pages in 2025 (not re-checked from this offline
-# machine): Lambda compute per GB-second and per request, HTTP API per request (first 300 million a month).
-LAMBDA_USD_PER_GB_SECOND = 0.0000166667
-LAMBDA_USD_PER_REQUEST = 0.20 / 1e6
-HTTP_API_USD_PER_REQUEST = 1.00 / 1e6
-LAMBDA_MB_PER_VCPU = 1769
 MEMORY_SIZES_MB = (1024, 1769, 2048, 3008, 3538)
 
 

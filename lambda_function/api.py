@@ -21,6 +21,7 @@ from pydantic.json_schema import SkipJsonSchema
 from lambda_function.errors import ClassifierError
 from lambda_function.observability import logger, record_metric
 from lambda_function.service import ClassifiedImage, get_service
+from lambda_function.web_page import web_page
 
 API_TITLE = "Cat breed classifier"
 API_VERSION = "1.0.0"
@@ -146,6 +147,20 @@ def predict_response(result: ClassifiedImage) -> PredictResponse:
 
 
 @router.get(
+    "/",
+    summary="The page for people: choose, drop, paste or link a photo and see the breeds",
+    responses={
+        200: {"description": "A self-contained HTML page", "content": {"text/html": {"schema": {"type": "string"}}}}
+    },
+)
+def page() -> Response[str]:
+    served = web_page()
+    return Response(
+        status_code=HTTPStatus.OK, content_type="text/html; charset=utf-8", body=served.html, headers=served.headers
+    )
+
+
+@router.get(
     "/breeds",
     summary="The labels the loaded model can answer with",
     responses=_responses(BreedsResponse, "The labels, in the model's output order"),
@@ -183,7 +198,9 @@ def handle_validation_error(error: RequestValidationError) -> Response:
 
 @router.exception_handler(NotFoundError)
 def handle_not_found(_error_: NotFoundError) -> Response:
-    return _error(HTTPStatus.NOT_FOUND, "not_found", "no such route: see GET /breeds, GET /health, POST /predict")
+    return _error(
+        HTTPStatus.NOT_FOUND, "not_found", "no such route: see GET /, GET /breeds, GET /health, POST /predict"
+    )
 
 
 @router.exception_handler(Exception)

@@ -1,22 +1,25 @@
 """Tag photos uploaded before the S3 trigger existed: `python -m lambda_function backfill s3://BUCKET/PREFIX`.
 
-Lists the prefix, and classifies and tags every image with bounded concurrency (S3 calls overlap; inference is
-serialised by the classifier's lock). Objects already tagged by the same model version are skipped, so a run can
-be stopped and started again: it resumes where it was.
+Keys are tagged as the listing yields them, with a bounded number in flight, so memory stays flat for any number
+of objects (S3 calls overlap; inference is serialised by the classifier's lock). Objects already tagged by the
+same model version are skipped, so a run can be stopped and started again: it resumes where it was. For millions
+of photos, `--batch-operations` hands the same work to S3 Batch Operations instead (lambda_function/batch_job.py).
 """
 
 from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from typing import Any
 from urllib.parse import urlsplit
 
 from tqdm import tqdm
 
-from lambda_function.preprocessing import IMAGE_SUFFIXES
+from lambda_function.preprocessing import is_image_name
 from lambda_function.s3_tagging import S3Tagger
+
+FAILED = "failed"
 
 
 def parse_s3_url(url: str) -> tuple[str, str]:
@@ -32,24 +35,35 @@ def parse_s3_url(url: str) -> tuple[str, str]:
 
 
 def image_keys(s3: Any, bucket: str, prefix: str) -> Iterator[str]:
+    """The keys under the prefix named like photos, page by page as S3 lists them."""
     for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
         for item in page.get("Contents", []):
-            if item["Key"].lower().endswith(tuple(IMAGE_SUFFIXES)):
+            if is_image_name(item["Key"]):
                 yield item["Key"]
 
 
 def backfill(tagger: S3Tagger, bucket: str, prefix: str, workers: int = 8, progress: bool = True) -> dict[str, int]:
     """Tag every image under the prefix; returns counts per outcome, failures included (they do not stop the run)."""
-    keys = list(image_keys(tagger.s3, bucket, prefix))
     counts: Counter[str] = Counter()
 
     def tag(key: str) -> str:
         try:
             return tagger.tag_object(bucket, key).outcome
         except Exception:  # a failed object is counted and reported; the next run retries it
-            return "failed"
+            return FAILED
 
-    with ThreadPoolExecutor(max_workers=workers) as pool:
-        for outcome in tqdm(pool.map(tag, keys), total=len(keys), unit="photo", disable=not progress):
-            counts[outcome] += 1
-    return {"images": len(keys), **counts}
+    in_flight: set[Future[str]] = set()
+    with ThreadPoolExecutor(max_workers=workers) as pool, tqdm(unit="photo", disable=not progress) as bar:
+
+        def settle(done: set[Future[str]]) -> None:
+            for future in done:
+                counts[future.result()] += 1
+                bar.update()
+
+        for key in image_keys(tagger.s3, bucket, prefix):
+            if len(in_flight) >= 2 * workers:  # keys wait in the listing, not in memory
+                done, in_flight = wait(in_flight, return_when=FIRST_COMPLETED)
+                settle(done)
+            in_flight.add(pool.submit(tag, key))
+        settle(wait(in_flight).done)
+    return {"images": sum(counts.values()), **counts}

@@ -78,9 +78,25 @@ def _parser() -> argparse.ArgumentParser:
     openapi = commands.add_parser("openapi", help="print the OpenAPI document of the API")
     openapi.set_defaults(run=_openapi)
 
-    backfill = commands.add_parser("backfill", help="tag the photos already in s3://BUCKET/PREFIX (resumable)")
+    backfill = commands.add_parser(
+        "backfill",
+        help="tag the photos already in s3://BUCKET/PREFIX: here (resumable), or by an S3 Batch Operations job",
+    )
     backfill.add_argument("s3_url", help="s3://BUCKET/PREFIX")
-    backfill.add_argument("--workers", type=int, default=8, help="objects processed at once (default 8)")
+    backfill.add_argument("--workers", type=int, default=8, help="objects processed at once here (default 8)")
+    batch = backfill.add_argument_group("S3 Batch Operations (for millions of photos; README, 'Tagging a bucket')")
+    batch.add_argument(
+        "--batch-operations",
+        action="store_true",
+        help="write a manifest of the image keys, upload it and create a job that runs the tagging function",
+    )
+    batch.add_argument("--stack", help="the deployed stack whose outputs name the role and the function")
+    batch.add_argument("--role-arn", help="the role S3 Batch Operations assumes (stack output BatchOperationsRoleArn)")
+    batch.add_argument("--function-arn", help="the tagging function (stack output TaggingFunctionArn)")
+    batch.add_argument("--inventory-manifest", help="s3://BUCKET/.../manifest.json of an S3 Inventory to use instead")
+    batch.add_argument("--priority", type=int, default=10, help="the job's priority (default 10)")
+    batch.add_argument("--yes", action="store_true", help="start the job at once instead of waiting for confirmation")
+    batch.add_argument("--dry-run", action="store_true", help="print the manifest location and the job request only")
     backfill.set_defaults(run=_backfill)
 
     for sub in (predict, invoke, serve, backfill):
@@ -125,7 +141,7 @@ def _invoke(args: argparse.Namespace) -> int:
     event = json.loads(args.event.read_text(encoding="utf-8"))
     # EMF metrics are printed to stdout when the handler returns; keep stdout for the response alone.
     with contextlib.redirect_stdout(sys.stderr):
-        if "Records" in event:
+        if "Records" in event or "invocationSchemaVersion" in event:  # S3 notifications, S3 Batch Operations
             from lambda_function.tagging_handler import lambda_handler
         else:
             from lambda_function.handler import lambda_handler
@@ -149,22 +165,60 @@ def _serve(args: argparse.Namespace) -> int:
 
 
 def _backfill(args: argparse.Namespace) -> int:
-    import boto3
-
-    from lambda_function.backfill import backfill, parse_s3_url
-    from lambda_function.s3_tagging import S3Tagger
-    from lambda_function.service import get_service
+    from lambda_function.backfill import parse_s3_url
 
     try:
         bucket, prefix = parse_s3_url(args.s3_url)
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    if args.batch_operations:
+        return _backfill_by_batch_operations(args, bucket, prefix)
+
+    import boto3
+
+    from lambda_function.backfill import backfill
+    from lambda_function.s3_tagging import S3Tagger
+    from lambda_function.service import get_service
+
     service = get_service()
     tagger = S3Tagger(service, boto3.client("s3"), service.settings.s3_max_object_bytes)
     summary = backfill(tagger, bucket, prefix, workers=args.workers)
     print(json.dumps(summary))
     return 1 if summary.get("failed") else 0
+
+
+def _backfill_by_batch_operations(args: argparse.Namespace, bucket: str, prefix: str) -> int:
+    """No model is loaded here: the job runs the deployed tagging function."""
+    import boto3
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    from lambda_function.batch_job import JobTarget, submit_tagging_job, target_from_stack
+
+    try:
+        if args.role_arn and args.function_arn:
+            target = JobTarget(function_arn=args.function_arn, role_arn=args.role_arn)
+        elif args.stack:
+            target = target_from_stack(boto3.client("cloudformation"), args.stack)
+        else:
+            print("error: give --stack NAME, or both --role-arn and --function-arn", file=sys.stderr)
+            return 2
+        submit_tagging_job(
+            None if args.dry_run else boto3.client("s3"),
+            None if args.dry_run else boto3.client("s3control"),
+            target,
+            bucket,
+            prefix,
+            out=sys.stdout,
+            inventory_manifest=args.inventory_manifest,
+            priority=args.priority,
+            confirmation_required=not args.yes,
+            dry_run=args.dry_run,
+        )
+    except (ValueError, ClientError, BotoCoreError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    return 0
 
 
 def _openapi(_args: argparse.Namespace) -> int:

@@ -74,6 +74,15 @@ class DecodeLimits:
     memory_budget_bytes: int = DECODE_MEMORY_BUDGET_BYTES
 
 
+def is_image_name(name: str) -> bool:
+    """Whether a file or object name ends like a photo the decoder reads, in any case (`IMG_0001.JPEG` too).
+
+    The one test of a name, for the S3 tagger, the backfill's listing and the training folders alike; the S3
+    trigger watches the whole prefix and leaves the choice to this function.
+    """
+    return name.lower().endswith(tuple(IMAGE_SUFFIXES))
+
+
 def prepare_image(data: bytes, size_px: tuple[int, int], limits: DecodeLimits) -> np.ndarray:
     """Decode image bytes and resize them to `size_px` (width, height).
 

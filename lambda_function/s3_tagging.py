@@ -5,6 +5,10 @@ holds at most 10 tags, keys up to 128 and values up to 256 characters, values on
 `_ . : / = + - @`. Tagging does not create an object, so it never fires an ObjectCreated event: the function cannot
 trigger itself. An object already tagged by the same model version is skipped, which makes retries and re-runs
 harmless.
+
+The tagger never reports more than it did: it reads and tags the object it checked (by version, or by ETag where
+the bucket keeps no versions), reads at most the size cap whatever the object said its size was, and writes the
+answer together with the model version (what makes a retry see "already tagged") or not at all.
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ from botocore.exceptions import ClientError
 
 from lambda_function.errors import ClassifierError
 from lambda_function.observability import logger
+from lambda_function.preprocessing import is_image_name
 from lambda_function.service import BreedService
 
 MAX_TAGS_PER_OBJECT = 10
@@ -27,15 +32,22 @@ TAG_PROBABILITY = "cat-breed-probability"
 TAG_DETECTED = "cat-detected"
 TAG_MODEL = "cat-breed-model"
 TAG_ERROR = "cat-breed-error"
-OUR_TAGS = (TAG_BREED, TAG_DETECTED, TAG_MODEL, TAG_PROBABILITY, TAG_ERROR)  # in order of importance
+# Ours in order of importance: the answer (a breed, or why there is none), the model version, then the details.
+OUR_TAGS = (TAG_BREED, TAG_ERROR, TAG_MODEL, TAG_DETECTED, TAG_PROBABILITY)
+# The answer and the model version are written together or not at all: an answer without its version would be
+# classified again by every retry, and a version without its answer would claim a result that is not there.
+ESSENTIAL_TAGS = 2
 _NOT_ALLOWED_IN_TAGS = re.compile(r"[^\w .:/=+\-@]", re.UNICODE)
-_MISSING_OBJECT_CODES = {"404", "NoSuchKey", "NotFound"}
+_MISSING_OBJECT_CODES = {"404", "NoSuchKey", "NoSuchVersion", "NotFound"}
 
 
 class Outcome(StrEnum):
     TAGGED = "tagged"
     ALREADY_TAGGED = "already_tagged"
-    NOT_AN_IMAGE = "not_an_image"
+    NOT_AN_IMAGE = "not_an_image"  # named like a photo but not one: tagged with the error
+    TOO_LARGE = "too_large"  # over the size cap: tagged with the error, never read past the cap
+    NO_ROOM = "no_room"  # the object's own tags leave no room for the answer: nothing written
+    IGNORED = "ignored"  # not named like a photo: neither read nor tagged
     DELETED = "deleted"
 
 
@@ -45,6 +57,7 @@ class TagResult:
     outcome: Outcome
     breed: str | None = None
     dropped_tags: tuple[str, ...] = ()
+    detail: str = ""  # the error code, the sizes, or the count of the object's own tags
 
 
 def sanitise_tag_value(value: str) -> str:
@@ -53,16 +66,21 @@ def sanitise_tag_value(value: str) -> str:
     return cleaned[:MAX_TAG_VALUE_CHARS]
 
 
-def merge_tags(existing: list[dict[str, str]], ours: dict[str, str]) -> tuple[list[dict[str, str]], tuple[str, ...]]:
+def merge_tags(
+    existing: list[dict[str, str]], ours: dict[str, str]
+) -> tuple[list[dict[str, str]], tuple[str, ...]] | None:
     """Existing tags kept (ours replaced), ours added in order of importance while the 10-tag limit allows.
 
     Returns:
-        The new tag set and the keys of ours that did not fit.
+        The new tag set and the keys of ours that did not fit; None when not even the answer and the model
+        version fit (`ESSENTIAL_TAGS`), and the tag set is to be left as it is.
     """
     kept = [tag for tag in existing if tag["Key"] not in OUR_TAGS]
     room = MAX_TAGS_PER_OBJECT - len(kept)
     ordered = [key for key in OUR_TAGS if key in ours]
-    fitting, dropped = ordered[: max(room, 0)], tuple(ordered[max(room, 0) :])
+    if room < min(ESSENTIAL_TAGS, len(ordered)):
+        return None
+    fitting, dropped = ordered[:room], tuple(ordered[room:])
     return kept + [{"Key": key, "Value": ours[key]} for key in fitting], dropped
 
 
@@ -76,20 +94,29 @@ class S3Tagger:
         card = service.classifier.card
         self.model_tag = sanitise_tag_value(f"{card.name}@{card.version}")
 
-    def tag_object(self, bucket: str, key: str) -> TagResult:
-        """Classify and tag one object.
+    def tag_object(self, bucket: str, key: str, version_id: str | None = None) -> TagResult:
+        """Classify and tag one object: the version given, or the current one.
 
         Raises:
-            ClientError: any S3 failure other than the object having been deleted (so Lambda retries).
+            ClientError: any S3 failure other than the object (or version) being gone, so that the caller
+                retries; among them 412 PreconditionFailed when the object changed after it was checked.
         """
+        if not is_image_name(key):
+            return TagResult(key, Outcome.IGNORED)
         try:
-            head = self.s3.head_object(Bucket=bucket, Key=key)
-            existing = self.s3.get_object_tagging(Bucket=bucket, Key=key)["TagSet"]
+            head = self.s3.head_object(Bucket=bucket, Key=key, **_version(version_id))
+            # From here on, every call names the object that was checked.
+            pinned = _version(version_id or head.get("VersionId"))
+            existing = self.s3.get_object_tagging(Bucket=bucket, Key=key, **pinned)["TagSet"]
             if any(tag["Key"] == TAG_MODEL and tag["Value"] == self.model_tag for tag in existing):
                 return TagResult(key, Outcome.ALREADY_TAGGED)
-            ours, outcome, breed = self._classify(bucket, key, head["ContentLength"])
-            tags, dropped = merge_tags(existing, ours)
-            self.s3.put_object_tagging(Bucket=bucket, Key=key, Tagging={"TagSet": tags})
+            ours, result = self._classify(bucket, key, head, pinned)
+            merged = merge_tags(existing, ours)
+            if merged is None:
+                logger.warning("no room for tags", extra={"key": key, "tags": len(existing)})
+                return TagResult(key, Outcome.NO_ROOM, detail=f"it has {len(existing)} tags of its own")
+            tags, dropped = merged
+            self.s3.put_object_tagging(Bucket=bucket, Key=key, Tagging={"TagSet": tags}, **pinned)
         except ClientError as error:
             if error.response.get("Error", {}).get("Code") in _MISSING_OBJECT_CODES:
                 logger.warning("object deleted before it could be tagged", extra={"bucket": bucket, "key": key})
@@ -97,23 +124,41 @@ class S3Tagger:
             raise
         if dropped:
             logger.warning("tag limit reached", extra={"key": key, "dropped_tags": list(dropped)})
-        return TagResult(key, outcome, breed, dropped)
+        return TagResult(key, result.outcome, result.breed, dropped, result.detail)
 
-    def _classify(self, bucket: str, key: str, size_bytes: int) -> tuple[dict[str, str], Outcome, str | None]:
-        if size_bytes > self.max_object_bytes:
-            return {TAG_ERROR: "image_too_large", TAG_MODEL: self.model_tag}, Outcome.NOT_AN_IMAGE, None
-        data = self.s3.get_object(Bucket=bucket, Key=key)["Body"].read()
+    def _classify(
+        self, bucket: str, key: str, head: dict[str, Any], pinned: dict[str, str]
+    ) -> tuple[dict[str, str], TagResult]:
+        cap = self.max_object_bytes
+        if head["ContentLength"] > cap:
+            return self._refused(key, Outcome.TOO_LARGE, "image_too_large", f"{head['ContentLength']} bytes, cap {cap}")
+        # Without a version, the ETag pins the read: an object replaced since the check answers 412.
+        body = self.s3.get_object(Bucket=bucket, Key=key, **(pinned or {"IfMatch": head["ETag"]}))["Body"]
         try:
-            result = self.service.classify_bytes(data, top_k=1)
+            data = body.read(cap + 1)  # never more than the cap, whatever the object said its size was
+        finally:
+            body.close()
+        if len(data) > cap:
+            return self._refused(key, Outcome.TOO_LARGE, "image_too_large", f"over {cap} bytes")
+        try:
+            classified = self.service.classify_bytes(data, top_k=1)
         except ClassifierError as error:
             logger.info("not a usable image", extra={"key": key, "error_code": error.code})
-            return {TAG_ERROR: error.code, TAG_MODEL: self.model_tag}, Outcome.NOT_AN_IMAGE, None
-        top = result.predictions[0]
-        detected = "unknown" if result.cat_detected is None else str(result.cat_detected).lower()
+            return self._refused(key, Outcome.NOT_AN_IMAGE, error.code, error.code)
+        top = classified.predictions[0]
+        detected = "unknown" if classified.cat_detected is None else str(classified.cat_detected).lower()
         ours = {
             TAG_BREED: sanitise_tag_value(top.breed),
             TAG_PROBABILITY: f"{top.probability:.4f}",
             TAG_DETECTED: detected,
             TAG_MODEL: self.model_tag,
         }
-        return ours, Outcome.TAGGED, top.breed
+        return ours, TagResult(key, Outcome.TAGGED, top.breed)
+
+    def _refused(self, key: str, outcome: Outcome, code: str, detail: str) -> tuple[dict[str, str], TagResult]:
+        return {TAG_ERROR: code, TAG_MODEL: self.model_tag}, TagResult(key, outcome, detail=detail)
+
+
+def _version(version_id: str | None) -> dict[str, str]:
+    """The VersionId argument of an S3 call, when there is a version to name."""
+    return {"VersionId": version_id} if version_id and version_id != "null" else {}

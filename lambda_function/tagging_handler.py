@@ -1,9 +1,13 @@
-"""Lambda entry point for S3 uploads: `lambda_function.tagging_handler.lambda_handler`.
+"""Lambda entry point for tagging photos in S3: `lambda_function.tagging_handler.lambda_handler`.
 
-Every record of the event is processed (not just the first); keys arrive URL-encoded (spaces as `+`) and are
-decoded; the bucket is taken from each record. Not-an-image and deleted objects are normal outcomes. Any other
-failure is raised after the remaining records were processed, so that Lambda retries the event (the records
-already tagged are then skipped) and, when retries run out, the on-failure destination keeps it: nothing is lost.
+Two kinds of caller, told apart by the event's shape:
+- **S3 event notifications** (an upload under the watched prefix). Every record is processed, not just the
+  first; keys arrive URL-encoded (spaces as `+`) and are decoded; the bucket and the version come from each
+  record. Not-an-image, no-room and deleted objects are normal outcomes. Any other failure is raised after the
+  remaining records were processed, so that Lambda retries the event (the records already tagged are then
+  skipped) and, when retries run out, the on-failure destination keeps it: nothing is lost.
+- **S3 Batch Operations** (a job over a manifest: `backfill --batch-operations`). Each task gets its own result
+  code, so Batch Operations retries what a retry can fix and reports the rest (lambda_function/batch_operations.py).
 """
 
 from __future__ import annotations
@@ -13,10 +17,12 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote_plus
 
 import boto3
-from aws_lambda_powertools.utilities.data_classes import S3Event, event_source
+from aws_lambda_powertools.metrics import MetricUnit
+from aws_lambda_powertools.utilities.data_classes import S3Event
 
-from lambda_function.observability import logger, metrics, tracer
-from lambda_function.s3_tagging import S3Tagger
+from lambda_function.batch_operations import Task, is_batch_invocation, run_tasks
+from lambda_function.observability import logger, metrics, record_metric, tracer
+from lambda_function.s3_tagging import S3Tagger, TagResult
 from lambda_function.service import get_service
 
 if TYPE_CHECKING:
@@ -34,8 +40,13 @@ tagger = S3Tagger(service, boto3.client("s3"), max_object_bytes=service.settings
 @logger.inject_lambda_context
 @tracer.capture_lambda_handler(capture_response=False)
 @metrics.log_metrics
-@event_source(data_class=S3Event)
-def lambda_handler(event: S3Event, context: LambdaContext) -> dict[str, Any]:
+def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    if is_batch_invocation(event):
+        return _batch_operations(event)
+    return _notifications(S3Event(event))
+
+
+def _notifications(event: S3Event) -> dict[str, Any]:
     outcomes: Counter[str] = Counter()
     failures = []
     records = 0
@@ -43,7 +54,7 @@ def lambda_handler(event: S3Event, context: LambdaContext) -> dict[str, Any]:
         records += 1
         bucket, key = record.s3.bucket.name, unquote_plus(record.s3.get_object.key)
         try:
-            outcomes[tagger.tag_object(bucket, key).outcome] += 1
+            outcomes[tagger.tag_object(bucket, key, record.s3.get_object.version_id).outcome] += 1
         except Exception as error:  # every record gets its turn; the failures are raised together below
             logger.exception("tagging failed", extra={"bucket": bucket, "key": key})
             failures.append(f"s3://{bucket}/{key}: {type(error).__name__}")
@@ -52,3 +63,15 @@ def lambda_handler(event: S3Event, context: LambdaContext) -> dict[str, Any]:
     if failures:
         raise TaggingFailed(f"{len(failures)} of {summary['records']} objects failed: {'; '.join(failures)}")
     return summary
+
+
+def _batch_operations(event: dict[str, Any]) -> dict[str, Any]:
+    def tag(task: Task) -> TagResult:
+        return tagger.tag_object(task.bucket, task.key, task.version_id)
+
+    response, results = run_tasks(event, tag)
+    codes = Counter(str(result.code) for result in results)
+    for code, count in codes.items():
+        record_metric(f"BatchTasks{code}", MetricUnit.Count, count)
+    logger.info("batch operations tasks done", extra={"job": event.get("job", {}).get("id"), "results": dict(codes)})
+    return response

@@ -35,3 +35,26 @@ def test_committed_results_render_as_the_readme_tables():
     assert report.count("| starter (float16, 224 px) |") == 6
     assert "Handler p50, 1 thread(s): the default model" in report
     assert f"{results['runtime_dependencies_mb']} MB" in report
+
+
+def test_the_tagging_scale_follows_the_measured_time_and_the_s3_prefix_limit():
+    from benchmarks.tagging_scale import scale
+
+    row = scale("m", photos_per_s_1t=25.0, photos=1_000_000)  # 40 ms a photo + 4 S3 calls of 30 ms
+
+    assert row.task_s == pytest.approx(0.160)
+    assert row.batch_usd == pytest.approx(0.25 + 1.00)
+    assert row.s3_usd == pytest.approx(3 * 0.40 + 5.00)
+    assert row.lambda_usd == pytest.approx(1e6 * (0.160 * 1769 / 1024 * 0.0000166667 + 0.20 / 1e6))
+    assert row.hours_by_concurrency[100] == pytest.approx(1e6 * 0.160 / 100 / 3600)
+    assert row.hours_by_concurrency[1000] == pytest.approx(1e6 / 3500 / 3600)  # capped by one prefix's writes
+
+
+def test_the_committed_tagging_scale_and_the_readme_quote_the_last_benchmark():
+    from benchmarks.tagging_scale import table
+
+    results = json.loads((REPO_DIR / "benchmarks" / "results" / "bench.json").read_text())
+    generated = table(results)
+
+    assert (REPO_DIR / "benchmarks" / "results" / "tagging_scale.md").read_text() == generated
+    assert generated in (REPO_DIR / "README.md").read_text(), "run `make bench` and paste tagging_scale.md"

@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import base64
 import json
+import os
 import select
+import signal
 import socket
 import threading
 import time
@@ -209,6 +211,41 @@ def test_a_request_past_its_deadline_gets_a_504_in_the_api_error_shape(impatient
     assert elapsed < 3.5  # the request deadline, not the fetch deadline
 
 
+@pytest.fixture(scope="module")
+def server_with_a_stuck_resolver(service_env: dict[str, str]) -> Iterator[ServerProcess]:
+    """A server whose system resolver hangs on names under `.stuck.test`: a start-up hook in the server process
+    itself (tests/support/slow_dns) makes the lookup sleep, as a resolver that never answers does."""
+    env = {
+        **service_env,
+        **SERVER_ENV,
+        "PYTHONPATH": f"{REPO_DIR / 'tests' / 'support' / 'slow_dns'}{os.pathsep}{REPO_DIR}",
+        "SLOW_DNS_SUFFIX": ".stuck.test",
+        "SLOW_DNS_SECONDS": "8",
+    }
+    with running_server(env) as running:
+        yield running
+
+
+@pytest.mark.parametrize("upstream", ["dripping headers", "1xx flood", "stuck DNS"])
+def test_a_slow_upstream_ends_within_the_fetch_deadline_plus_a_second(server_with_a_stuck_resolver, upstream):
+    routes = {
+        "/headers": http_server.drip_headers(max_duration_s=6),
+        "/continue": http_server.continue_flood(max_duration_s=6),
+    }
+    with http_server.running(routes) as host:
+        url = {
+            "dripping headers": host.url("/headers"),
+            "1xx flood": host.url("/continue"),
+            "stuck DNS": "http://photos.stuck.test/cat.jpg",
+        }[upstream]
+        started = time.monotonic()
+        status, answer = call(server_with_a_stuck_resolver.base_url, "POST", "/predict", {"url": url})
+        elapsed = time.monotonic() - started
+
+    assert (status, answer["error"]["code"]) == (504, "upstream_timeout")
+    assert elapsed < float(SERVER_ENV["FETCH_TOTAL_TIMEOUT_S"]) + 1
+
+
 def test_a_client_that_stops_sending_its_body_gets_a_408(impatient_server):
     head = (
         b"POST /predict HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\nContent-Length: 1000\r\n\r\n"
@@ -244,6 +281,18 @@ def test_sigterm_turns_readiness_off_and_lets_the_request_in_flight_finish(servi
     assert liveness[0] == 200
     assert status == 200 and answer["cat_detected"] is not None
     assert exit_code == 0
+
+
+def test_ctrl_c_stops_the_server_at_once_not_after_the_graceful_timeout(service_env):
+    with running_server({**service_env, **SERVER_ENV}) as server:
+        assert call(server.base_url, "GET", "/health")[0] == 200
+        started = time.monotonic()
+        server.process.send_signal(signal.SIGINT)
+        exit_code = server.process.wait(timeout=30)
+        elapsed = time.monotonic() - started
+
+    assert exit_code == 0
+    assert elapsed < 5  # the graceful timeout is 20 s: a worker that ignored the quick shutdown waited it out
 
 
 # The OpenAPI document, checked against the running server by schemathesis

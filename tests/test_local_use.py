@@ -62,7 +62,8 @@ def run_cli(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]
 
 
 @pytest.mark.parametrize(
-    ("event", "status"), [("predict-base64.json", 200), ("bad-request.json", 400), ("health-httpapi.json", 200)]
+    ("event", "status"),
+    [("predict-base64.json", 200), ("bad-request.json", 400), ("health-httpapi.json", 200), ("page-httpapi.json", 200)],
 )
 def test_invoke_runs_the_handler_on_an_event_file_like_sam_local_invoke(service_env, event, status):
     completed = run_cli("invoke", str(EVENTS_DIR / event), env=service_env)

@@ -25,7 +25,8 @@ def test_committed_openapi_document_matches_the_routes():
 def test_openapi_document_describes_every_route_and_error():
     document = generated_document()
 
-    assert set(document["paths"]) == {"/predict", "/breeds", "/health"}
+    assert set(document["paths"]) == {"/", "/predict", "/breeds", "/health"}
+    assert set(document["paths"]["/"]["get"]["responses"]["200"]["content"]) == {"text/html"}
     predict = document["paths"]["/predict"]["post"]
     assert {"200", "400", "403", "413", "415", "422", "502", "504"} <= set(predict["responses"])
     assert {"PredictRequest", "PredictResponse", "ErrorResponse"} <= set(document["components"]["schemas"])

@@ -122,24 +122,29 @@ def test_runtime_environment_holds_nothing_from_training_or_development(runtime)
 @pytest.mark.parametrize("event_file", sorted(p.name for p in EVENTS_DIR.glob("*.json") if p.name != "env.json"))
 def test_every_committed_event_is_answered_by_the_image_contents(runtime, s3_endpoint, event_file):
     event = json.loads((EVENTS_DIR / event_file).read_text())
+    objects = [(r["s3"]["bucket"]["name"], r["s3"]["object"]["key"]) for r in event.get("Records", [])]
+    objects += [(t.get("s3Bucket") or t["s3BucketArn"].split(":::")[1], t["s3Key"]) for t in event.get("tasks", [])]
     extra_env = {}
-    if "Records" in event:
+    if objects:
         s3 = boto3.client("s3", endpoint_url=s3_endpoint)
-        for record in event["Records"]:
-            bucket = record["s3"]["bucket"]["name"]
+        for bucket, key in objects:
             if bucket not in {b["Name"] for b in s3.list_buckets()["Buckets"]}:
                 s3.create_bucket(Bucket=bucket, CreateBucketConfiguration={"LocationConstraint": "eu-west-1"})
-            s3.put_object(
-                Bucket=bucket, Key=unquote_plus(record["s3"]["object"]["key"]), Body=CAT_PHOTOS[35].read_bytes()
-            )
+            s3.put_object(Bucket=bucket, Key=unquote_plus(key), Body=CAT_PHOTOS[35].read_bytes())
         extra_env["AWS_ENDPOINT_URL_S3"] = s3_endpoint
 
-    result = invoke(runtime, HANDLERS["s3" if "Records" in event else "api"], EVENTS_DIR / event_file, extra_env)
+    result = invoke(runtime, HANDLERS["s3" if objects else "api"], EVENTS_DIR / event_file, extra_env)
 
     assert result["forbidden_modules_loaded"] == []
     response = result["response"]
     if "Records" in event:
         assert response == {"records": len(event["Records"]), "tagged": len(event["Records"]), "failed": 0}
+        return
+    if "tasks" in event:
+        assert [r["resultCode"] for r in response["results"]] == ["Succeeded"] * len(event["tasks"])
+        return
+    if event_file.startswith("page"):
+        assert response["statusCode"] == 200 and response["body"].startswith("<!doctype html>")
         return
     body = json.loads(response["body"])
     expected = {"bad-request.json": 400}.get(event_file, 200)

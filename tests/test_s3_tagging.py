@@ -5,15 +5,20 @@ from __future__ import annotations
 import copy
 import importlib
 import json
+import subprocess
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
-from urllib.parse import quote_plus, unquote_plus
+from urllib.parse import quote, quote_plus, unquote_plus
 
 import boto3
 import pytest
+from botocore.exceptions import ClientError
 
 from lambda_function.cli import main as cli_main
 from lambda_function.s3_tagging import MAX_TAGS_PER_OBJECT, merge_tags, sanitise_tag_value
-from tests.conftest import CAT_PHOTOS, DOG_PHOTOS, load_event
+from tests.conftest import CAT_PHOTOS, DOG_PHOTOS, EVENTS_DIR, REPO_DIR, load_event
 
 BUCKET = "cat-photos-test"
 
@@ -90,7 +95,7 @@ def test_the_ten_tag_limit_keeps_the_owner_tags_and_the_most_important_of_ours(t
     tags = tags_of(s3, key)
     assert len(tags) == MAX_TAGS_PER_OBJECT
     assert {k: v for k, v in tags.items() if k.startswith("label-")} == own
-    assert {"cat-breed", "cat-detected"} <= set(tags)
+    assert {"cat-breed", "cat-breed-model"} <= set(tags)  # the answer, and what makes a retry idempotent
 
 
 def test_an_object_that_is_not_an_image_is_tagged_with_the_error_and_does_not_fail(tagging, s3, lambda_context):
@@ -154,11 +159,20 @@ def test_tag_values_keep_only_what_s3_accepts():
 
 
 def test_merging_replaces_our_old_tags_and_respects_the_limit():
-    existing = [{"Key": "cat-breed", "Value": "Old"}] + [{"Key": f"k{i}", "Value": "v"} for i in range(9)]
-    merged, dropped = merge_tags(existing, {"cat-breed": "New", "cat-detected": "true", "cat-breed-model": "m"})
+    existing = [{"Key": "cat-breed", "Value": "Old"}] + [{"Key": f"k{i}", "Value": "v"} for i in range(8)]
+    ours = {"cat-breed": "New", "cat-detected": "true", "cat-breed-model": "m", "cat-breed-probability": "0.9"}
+
+    merged, dropped = merge_tags(existing, ours)
 
     assert len(merged) == 10 and {"Key": "cat-breed", "Value": "New"} in merged
-    assert dropped == ("cat-detected", "cat-breed-model")
+    assert {"Key": "cat-breed-model", "Value": "m"} in merged
+    assert dropped == ("cat-detected", "cat-breed-probability")
+
+
+def test_merging_writes_the_answer_with_its_model_version_or_nothing():
+    existing = [{"Key": f"k{i}", "Value": "v"} for i in range(9)]
+
+    assert merge_tags(existing, {"cat-breed": "New", "cat-breed-model": "m"}) is None
 
 
 def test_backfill_tags_what_was_uploaded_before_and_resumes(service, s3, tagging, capsys):
@@ -185,3 +199,228 @@ def test_backfill_tags_what_was_uploaded_before_and_resumes(service, s3, tagging
 def test_backfill_refuses_a_url_that_is_not_s3(service_env, capsys):
     assert cli_main(["backfill", "https://example.com/photos"]) == 2
     assert "s3://BUCKET/PREFIX" in capsys.readouterr().err
+
+
+# A tagger that never lies: it reads what it checked, caps what it reads, says when there is no room
+
+
+VERSIONED_BUCKET = "cat-photos-versioned"
+
+
+@pytest.fixture(scope="module")
+def versioned_bucket(s3: Any) -> str:
+    s3.create_bucket(Bucket=VERSIONED_BUCKET, CreateBucketConfiguration={"LocationConstraint": "eu-west-1"})
+    s3.put_bucket_versioning(Bucket=VERSIONED_BUCKET, VersioningConfiguration={"Status": "Enabled"})
+    return VERSIONED_BUCKET
+
+
+@contextmanager
+def injected(client: Any, event_name: str, handler: Any) -> Iterator[None]:
+    """The test's own fault injection: a botocore event handler on the tagger's client, for one block."""
+    client.meta.events.register(event_name, handler)
+    try:
+        yield
+    finally:
+        client.meta.events.unregister(event_name, handler)
+
+
+def test_the_version_named_in_the_event_is_the_one_read_and_tagged(
+    tagging, service, s3, versioned_bucket, lambda_context
+):
+    key = "uploads/replaced-later.jpg"
+    cat = CAT_PHOTOS[5].read_bytes()
+    first = s3.put_object(Bucket=versioned_bucket, Key=key, Body=cat)["VersionId"]
+    s3.put_object(Bucket=versioned_bucket, Key=key, Body=b"a newer upload, not a photo")
+    event = s3_event(key, bucket=versioned_bucket)
+    event["Records"][0]["s3"]["object"]["versionId"] = first
+
+    summary = tagging.lambda_handler(event, lambda_context)
+
+    first_tags = s3.get_object_tagging(Bucket=versioned_bucket, Key=key, VersionId=first)["TagSet"]
+    assert summary == {"records": 1, "tagged": 1, "failed": 0}
+    assert {t["Key"]: t["Value"] for t in first_tags}["cat-breed"] == sanitise_tag_value(
+        service.classify_bytes(cat, 1).predictions[0].breed
+    )
+    assert s3.get_object_tagging(Bucket=versioned_bucket, Key=key)["TagSet"] == []  # the newer version untouched
+
+
+def test_an_object_replaced_after_it_was_checked_is_not_read_and_the_event_is_retried(tagging, s3, lambda_context):
+    key = "uploads/swapped.jpg"
+    upload(s3, key, CAT_PHOTOS[6].read_bytes())
+    other_client = boto3.client("s3")
+
+    def replace_it(**_kwargs: Any) -> None:
+        other_client.put_object(Bucket=BUCKET, Key=key, Body=DOG_PHOTOS[6].read_bytes())
+
+    with (
+        injected(tagging.tagger.s3, "before-parameter-build.s3.GetObject", replace_it),
+        pytest.raises(tagging.TaggingFailed, match="1 of 1 objects failed"),
+    ):
+        tagging.lambda_handler(s3_event(key), lambda_context)
+
+    assert tags_of(s3, key) == {}
+
+
+def test_the_bytes_read_are_capped_whatever_the_object_said_its_size_was(tagging, s3, lambda_context, monkeypatch):
+    key = "uploads/understated.jpg"
+    photo = CAT_PHOTOS[7].read_bytes()
+    upload(s3, key, photo)
+    monkeypatch.setattr(tagging.tagger, "max_object_bytes", len(photo) // 2)
+
+    def understate(parsed: dict[str, Any], **_kwargs: Any) -> None:
+        parsed["ContentLength"] = 100
+
+    with injected(tagging.tagger.s3, "after-call.s3.HeadObject", understate):
+        summary = tagging.lambda_handler(s3_event(key), lambda_context)
+
+    assert summary == {"records": 1, "too_large": 1, "failed": 0}
+    assert tags_of(s3, key)["cat-breed-error"] == "image_too_large"
+
+
+def test_an_object_with_ten_tags_of_its_own_is_reported_as_having_no_room_and_left_as_it_is(
+    tagging, s3, lambda_context
+):
+    key = "uploads/full-of-tags.jpg"
+    own = {f"label-{i}": str(i) for i in range(MAX_TAGS_PER_OBJECT)}
+    upload(s3, key, CAT_PHOTOS[8].read_bytes(), own)
+
+    summary = tagging.lambda_handler(s3_event(key), lambda_context)
+
+    assert summary == {"records": 1, "no_room": 1, "failed": 0}
+    assert tags_of(s3, key) == own
+
+
+def test_a_name_the_decoder_reads_is_tagged_whatever_its_case_and_other_names_are_left_alone(
+    tagging, s3, lambda_context
+):
+    photo = CAT_PHOTOS[9].read_bytes()
+    images = [f"uploads/IMG_0042{suffix}" for suffix in (".JPEG", ".Jpg", ".gif", ".bmp", ".tif", ".TIFF", ".heif")]
+    for key in images:
+        upload(s3, key, photo)  # JPEG bytes whatever the name says: the decoder goes by content
+    upload(s3, "uploads/notes.txt", b"not a photo")
+
+    summary = tagging.lambda_handler(s3_event(*images, "uploads/notes.txt"), lambda_context)
+
+    assert summary == {"records": len(images) + 1, "tagged": len(images), "ignored": 1, "failed": 0}
+    assert tags_of(s3, "uploads/notes.txt") == {}
+
+
+# S3 Batch Operations: the same tagger, one answer per task
+
+
+def batch_event(schema: str, *objects: tuple[str, str] | tuple[str, str, str]) -> dict[str, Any]:
+    """An invocation in schema 1.0 or 2.0 for (bucket, key[, version id]) objects, keys URL-encoded as S3 Batch
+    Operations sends them, built on the committed example."""
+    event = load_event(f"s3-batch-operations-{schema}.json")
+    template = event["tasks"][0]
+    event["tasks"] = []
+    for index, (bucket, key, *version) in enumerate(objects):
+        task = {
+            **template,
+            "taskId": f"task-{index}",
+            "s3Key": quote(key, safe="/"),
+            "s3VersionId": (version or [None])[0],
+        }
+        if "s3Bucket" in task:
+            task["s3Bucket"] = bucket
+        else:
+            task["s3BucketArn"] = f"arn:aws:s3:::{bucket}"
+        event["tasks"].append(task)
+    return event
+
+
+def results_of(response: dict[str, Any]) -> dict[str, tuple[str, str]]:
+    return {r["taskId"]: (r["resultCode"], r["resultString"]) for r in response["results"]}
+
+
+@pytest.mark.parametrize("schema", ["1.0", "2.0"])
+def test_batch_operations_tasks_of_either_schema_are_tagged_and_answered(tagging, service, s3, lambda_context, schema):
+    key = f"uploads/batch {schema}/Tom + Jerry, été.jpg"
+    photo = CAT_PHOTOS[13].read_bytes()
+    upload(s3, key, photo)
+    event = batch_event(schema, (BUCKET, key))
+
+    response = tagging.lambda_handler(event, lambda_context)
+
+    breed = service.classify_bytes(photo, 1).predictions[0].breed
+    assert response["invocationSchemaVersion"] == schema
+    assert response["invocationId"] == event["invocationId"]
+    assert response["treatMissingKeysAs"] == "PermanentFailure"
+    assert results_of(response) == {"task-0": ("Succeeded", breed)}
+    assert tags_of(s3, key)["cat-breed"] == sanitise_tag_value(breed)
+
+
+def test_batch_operations_get_the_result_code_that_says_whether_a_retry_helps(
+    tagging, s3, versioned_bucket, lambda_context, monkeypatch
+):
+    photo = CAT_PHOTOS[14].read_bytes()
+    keys = {
+        "again": "uploads/codes/tagged-before.jpg",
+        "text": "uploads/codes/letter.jpg",
+        "large": "uploads/codes/huge.jpg",
+        "full": "uploads/codes/ten-tags.jpg",
+        "throttled": "uploads/codes/throttled.jpg",
+        "readme": "uploads/codes/README.md",
+    }
+    upload(s3, keys["again"], photo)
+    tagging.lambda_handler(batch_event("2.0", (BUCKET, keys["again"])), lambda_context)
+    upload(s3, keys["text"], b"Dear shelter, thank you")
+    upload(s3, keys["large"], photo + b"\0" * 200_000)
+    upload(s3, keys["full"], photo, {f"label-{i}": "x" for i in range(MAX_TAGS_PER_OBJECT)})
+    upload(s3, keys["throttled"], photo)
+    upload(s3, keys["readme"], b"# photos")
+    monkeypatch.setattr(tagging.tagger, "max_object_bytes", len(photo) + 100_000)
+
+    def slow_down(params: dict[str, Any], **_kwargs: Any) -> None:
+        if params.get("Key") == keys["throttled"]:
+            raise ClientError(
+                {
+                    "Error": {"Code": "SlowDown", "Message": "Please reduce your request rate."},
+                    "ResponseMetadata": {"HTTPStatusCode": 503},
+                },
+                "HeadObject",
+            )
+
+    event = batch_event(
+        "2.0",
+        *[(BUCKET, key) for key in keys.values()],
+        (BUCKET, "uploads/codes/deleted.jpg"),
+        (versioned_bucket, "uploads/codes/no-such-version.jpg", "3HL4kqtJlcpXroDTDmJ.rmSpXd3dIbrHY"),
+    )
+    with injected(tagging.tagger.s3, "before-parameter-build.s3.HeadObject", slow_down):
+        results = results_of(tagging.lambda_handler(event, lambda_context))
+
+    codes = {name: results[f"task-{index}"] for index, name in enumerate([*keys, "deleted", "no-such-version"])}
+    assert codes["again"] == ("Succeeded", "already tagged")
+    assert codes["text"] == ("Succeeded", "not an image (unsupported_image)")
+    assert codes["large"][0] == "PermanentFailure" and "size cap" in codes["large"][1]
+    assert codes["full"][0] == "PermanentFailure" and "no room for tags" in codes["full"][1]
+    assert codes["throttled"][0] == "TemporaryFailure" and codes["throttled"][1].startswith("SlowDown")
+    assert codes["readme"] == ("Succeeded", "not an image (by its name); left alone")
+    assert codes["deleted"][0] == codes["no-such-version"][0] == "PermanentFailure"
+    assert "cat-breed" not in tags_of(s3, keys["throttled"])
+
+
+def test_committed_batch_operations_events_run_through_invoke_against_s3(service_env, s3, tmp_path):
+    for schema in ("1.0", "2.0"):
+        event = load_event(f"s3-batch-operations-{schema}.json")
+        (task,) = event["tasks"]
+        bucket = task.get("s3Bucket") or task["s3BucketArn"].split(":::")[1]
+        if bucket not in {b["Name"] for b in s3.list_buckets()["Buckets"]}:
+            s3.create_bucket(Bucket=bucket, CreateBucketConfiguration={"LocationConstraint": "eu-west-1"})
+        s3.put_object(Bucket=bucket, Key=unquote_plus(task["s3Key"]), Body=CAT_PHOTOS[15].read_bytes())
+
+        completed = subprocess.run(
+            [sys.executable, "-m", "lambda_function", "invoke", str(EVENTS_DIR / f"s3-batch-operations-{schema}.json")],
+            cwd=REPO_DIR,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+
+        assert completed.returncode == 0, completed.stderr[-2000:]
+        response = json.loads(completed.stdout)
+        assert [r["resultCode"] for r in response["results"]] == ["Succeeded"]
+        tags = s3.get_object_tagging(Bucket=bucket, Key=unquote_plus(task["s3Key"]))["TagSet"]
+        assert "cat-breed" in {t["Key"] for t in tags}

@@ -204,6 +204,7 @@ def test_the_full_b4_configuration_builds_and_takes_a_training_step(tmp_path):
     config = train.TrainConfig(data_dir=tmp_path, run_dir=tmp_path, backbone="efficientnetb4", weights=None)
     model = train.build_model(68, 380, config)
     train.compile_model(model, config.head_learning_rate, config)
+    model.run_eagerly = True  # the same step without tracing B4's graph: 14 s instead of 100 on 2 CPUs
     images = np.random.default_rng(0).uniform(0, 255, size=(2, 380, 380, 3)).astype(np.float32)
     labels = np.eye(68, dtype=np.float32)[[3, 40]]
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -45,6 +46,7 @@ def running_server(env: dict[str, str], *args: str) -> Iterator[ServerProcess]:
         env={**os.environ, **env},
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
+        start_new_session=True,  # its own process group: the workers can be reaped with the master
     )
     server = ServerProcess(process, f"http://127.0.0.1:{port}")
     try:
@@ -66,6 +68,9 @@ def running_server(env: dict[str, str], *args: str) -> Iterator[ServerProcess]:
                 process.wait(timeout=20)
             except subprocess.TimeoutExpired:
                 process.kill()
+                process.wait()
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGKILL)  # no worker outlives its master
         if process.stderr:
             process.stderr.close()
 
