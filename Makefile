@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed-stamp
 # Linters of the deployment files, each in its own environment: their pins clash with the application's.
 INFRA_STAMP := .venv-infra/.installed-stamp
 CHECKOV_STAMP := .venv-checkov/.installed-stamp
-# The browser of the page's tests (tests/test_page_in_browser.py): Debian's chromium, driven by Playwright.
+# The browser of the page's tests (tests/integration/test_page_in_browser.py): Debian's chromium, driven by Playwright.
 CHROMIUM := /usr/bin/chromium
 SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
 PHOTOS := ../shared/photos
@@ -17,37 +17,42 @@ BREED_DATA := ../shared/datasets/cat-breeds-12
 BREED_BUILD := build/breed-model
 BREED_MODEL := models/cat-breeds-12
 
-.PHONY: setup demo test serve loadtest fuzz openapi breed-model starter-model verify-lite0 bench bench-modes clean
+.PHONY: setup demo test test-unit serve loadtest fuzz openapi breed-model starter-model verify-lite0 bench bench-modes clean
 
 setup: $(STAMP)
 
-$(STAMP): requirements.txt requirements-dev.txt
+$(STAMP): requirements.txt requirements/dev.txt
 	$(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt
+	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements/dev.txt
 	touch $(STAMP)
 
 # Classifies a few shared photos with the committed default model (models/cat-breeds-12.tflite).
 demo: $(STAMP)
 	@for photo in $(DEMO_PHOTOS); do $(PY) -m lambda_function predict $$photo --top-k 3 || exit 1; done
 
-$(INFRA_STAMP): requirements-infra.txt
-	$(PYTHON) -m venv .venv-infra
-	.venv-infra/bin/python -m pip install --quiet --disable-pip-version-check -r requirements-infra.txt
-	touch $(INFRA_STAMP)
+# A tool's environment: .venv-NAME from requirements/NAME.txt (the deployment linters and the benchmark's other
+# engines pin versions that clash with the application's; .venv-runtime is the runtime set alone).
+.venv-%/.installed-stamp: requirements/%.txt
+	$(PYTHON) -m venv .venv-$*
+	.venv-$*/bin/python -m pip install --quiet --disable-pip-version-check -r $<
+	touch $@
 
-$(CHECKOV_STAMP): requirements-checkov.txt
-	$(PYTHON) -m venv .venv-checkov
-	.venv-checkov/bin/python -m pip install --quiet --disable-pip-version-check -r requirements-checkov.txt
-	touch $(CHECKOV_STAMP)
+.venv-runtime/.installed-stamp: requirements.txt
 
 $(CHROMIUM):
 	$(SUDO) apt-get update -qq
 	$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium
 
+# The whole suite: tests/unit (in-process, fast) and tests/integration (servers, moto, subprocesses, the browser,
+# training, the deployment linters).
 test: $(STAMP) $(INFRA_STAMP) $(CHECKOV_STAMP) $(CHROMIUM)
 	$(PY) -m ruff check .
 	$(PY) -m ruff format --check .
 	$(PY) -m pytest
+
+# The edit-test loop: the in-process tests only, about a minute.
+test-unit: $(STAMP)
+	$(PY) -m pytest tests/unit
 
 serve: $(STAMP)
 	$(PY) -m lambda_function serve
@@ -83,30 +88,15 @@ starter-model: $(STAMP)
 
 # Optional: compares the Keras Lite0 port with the PyTorch original on shared photos (installs torch, CPU build).
 verify-lite0: $(STAMP)
-	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements-verify.txt
-	$(PY) -m pytest -s -q tests/test_efficientnet_lite.py -k pytorch
+	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements/verify.txt
+	$(PY) -m pytest -s -q tests/integration/test_efficientnet_lite.py -k pytorch
 
-# Benchmarks (README, "Benchmarks"): each engine and the runtime-only set in an environment of its own.
-.venv-runtime/.installed-stamp: requirements.txt
-	$(PYTHON) -m venv .venv-runtime
-	.venv-runtime/bin/python -m pip install --quiet --disable-pip-version-check -r requirements.txt
-	touch $@
-
-.venv-bench-tflite/.installed-stamp: requirements-bench-tflite.txt
-	$(PYTHON) -m venv .venv-bench-tflite
-	.venv-bench-tflite/bin/python -m pip install --quiet --disable-pip-version-check -r requirements-bench-tflite.txt
-	touch $@
-
-.venv-bench-onnx/.installed-stamp: requirements-bench-onnx.txt
-	$(PYTHON) -m venv .venv-bench-onnx
-	.venv-bench-onnx/bin/python -m pip install --quiet --disable-pip-version-check -r requirements-bench-onnx.txt
-	touch $@
-
+# Benchmarks (docs/benchmarks.md): each engine and the runtime-only set in an environment of its own.
 bench: $(STAMP) .venv-runtime/.installed-stamp .venv-bench-tflite/.installed-stamp .venv-bench-onnx/.installed-stamp
 	$(PY) -m benchmarks.run
 	$(PY) -m benchmarks.tagging_scale
 
-# Size, latency and parity of the four conversion modes (README, "Conversion"); a few minutes each.
+# Size, latency and parity of the four conversion modes (docs/conversion.md); a few minutes each.
 bench-modes: $(STAMP)
 	$(PY) -m benchmarks.quantization_modes --model efficientnetb4
 	$(PY) -m benchmarks.quantization_modes --model starter --validation-images 185 --calibration-images 100

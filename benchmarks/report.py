@@ -62,11 +62,32 @@ def _default_against_previous(serving: dict) -> list[str]:
     return lines
 
 
+def summary_table(results: dict) -> str:
+    """The handler, cold start, memory and cost of each model at a glance: the table docs/benchmarks.md quotes."""
+    lines = [
+        "| model | handler p50, 1 thread | handler p50, 2 threads | cold start p50 | peak RSS "
+        "| cost per million at 1769 MB |",
+        "| --- | --- | --- | --- | --- | --- |",
+    ]
+    for name, figures in results["serving"].items():
+        one, two = (figures["warm"][f"{threads}t_draft_on"]["handler_p50_ms"] for threads in (1, 2))
+        cost = next(row for row in figures["lambda_costs"] if row["memory_mb"] == 1769)["usd_per_million"]
+        lines.append(
+            f"| {name} | {one:.1f} ms | {two:.1f} ms | {figures['cold_start_p50_ms'] / 1000:.2f} s "
+            f"| {figures['peak_rss_mb']} MB | ${cost:.2f} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
 def markdown(results: dict) -> str:
     machine = results["machine"]
     lines = [
         f"Benchmark run on {machine['cpu']} ({machine['cpus']} CPUs; {', '.join(machine['instruction_sets'])}), "
         f"Python {machine['python']}, {results['seconds']} s.",
+        "",
+        "At a glance:",
+        "",
+        summary_table(results).rstrip(),
         "",
         "Engines side by side:",
         "",

@@ -67,9 +67,9 @@ def prepare_b4_models() -> dict[str, Path]:
     import keras
 
     from conversion.convert import Mode, to_tflite
-    from conversion.image_folder import load_pixels, sample_images
     from conversion.untrained_model import read_labels
     from lambda_function.model_contract import InputSpec, ModelCard, write_sidecar
+    from training.image_folder import load_pixels, sample_images
     from training.model import build_classifier
 
     WORK_DIR.mkdir(parents=True, exist_ok=True)
@@ -203,7 +203,7 @@ def warm_latency(model: Path, photo_path: Path, threads: int, draft: bool, runs:
 
 WARM_HANDLER = """
 import base64, json, statistics, sys, time
-from lambda_function.cli import LocalLambdaContext
+from lambda_function.local_context import LocalLambdaContext
 from lambda_function.handler import lambda_handler
 event = json.load(open("events/predict-base64.json"))
 event["body"] = json.dumps({"image": base64.b64encode(open(sys.argv[1], "rb").read()).decode()})
@@ -243,7 +243,7 @@ def handler_latency(model: Path, photo_path: Path, threads: int, draft: bool) ->
 
 COLD_START = """
 import json
-from lambda_function.cli import LocalLambdaContext
+from lambda_function.local_context import LocalLambdaContext
 from lambda_function.handler import lambda_handler
 response = lambda_handler(json.load(open("events/predict-base64.json")), LocalLambdaContext())
 assert response["statusCode"] == 200

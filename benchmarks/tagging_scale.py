@@ -2,7 +2,7 @@
 
 `python -m benchmarks.tagging_scale` (part of `make bench`) reads the measured tagging throughput of the last
 benchmark run (benchmarks/results/bench.json: photos a second through the tagging code on one thread) and the
-prices of benchmarks/prices.py, and writes benchmarks/results/tagging_scale.md, which the README quotes.
+prices of benchmarks/prices.py, and writes benchmarks/results/tagging_scale.md, which docs/deploy.md quotes.
 What is not measured here (no AWS account) is stated as an assumption below, once.
 """
 
@@ -72,7 +72,7 @@ def scale(model: str, photos_per_s_1t: float, photos: int) -> Scale:
 
 
 def table(bench: dict[str, Any]) -> str:
-    """The markdown the README quotes."""
+    """The markdown docs/deploy.md quotes."""
     lines = [
         "| model | photos | Lambda | Batch Operations | S3 requests | total | time at 100 concurrent | at 1,000 |",
         "| --- | --- | --- | --- | --- | --- | --- | --- |",

@@ -3,7 +3,7 @@
     python -m conversion.convert runs/b4/model.keras --out models/b4.tflite --mode float16 \\
         --validation-dir data/prepared/val [--calibration-dir data/prepared/train]
 
-Modes (README, "Conversion", has the measurements behind the default):
+Modes (docs/conversion.md has the measurements behind the default):
 - float32: no quantization; the reference.
 - float16: weights stored as float16 (half the size); XNNPACK computes in float32, so accuracy and speed stay.
 - dynamic-int8: int8 weights, activations quantized on the fly.
@@ -30,13 +30,15 @@ from typing import Any
 
 import numpy as np
 
-from conversion import starter_head  # noqa: F401 - registers the starter head layer, so its .keras files load
-from conversion.image_folder import load_pixels, sample_images
 from conversion.parity import Parity, measure_parity, median_latency_ms
 from lambda_function.inference import Classifier
 from lambda_function.model_contract import ModelCard, ModelContractError, load_sidecar, write_sidecar
 from lambda_function.settings import available_cpus
-from training import cat_gate  # noqa: F401 - registers the cat gate's layers, so gated .keras files load
+from training import (
+    cat_gate,  # noqa: F401 - registers the cat gate's layers, so gated .keras files load
+    starter_head,  # noqa: F401 - registers the starter head layer, so its .keras files load
+)
+from training.image_folder import load_pixels, sample_images
 
 
 class Mode(StrEnum):

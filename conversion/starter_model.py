@@ -21,11 +21,11 @@ import keras
 import numpy as np
 
 from conversion.convert import ConversionOptions, Mode, convert
-from conversion.image_folder import list_images, load_pixels
-from conversion.starter_head import IMAGENET_CAT_CLASSES, NO_CAT, STARTER_LABELS, StarterHead, cat_mass
 from lambda_function.model_contract import InputSpec, ModelCard, write_sidecar
 from training.cat_gate import CatCalibration, fit_cat_calibration
 from training.efficientnet_lite import INPUT_NORMALISATION, NATIVE_INPUT_PX, pretrained_lite
+from training.image_folder import list_images, load_pixels
+from training.starter_head import IMAGENET_CAT_CLASSES, NO_CAT, STARTER_LABELS, StarterHead, cat_mass
 
 REPO_DIR = Path(__file__).resolve().parent.parent
 PHOTOS_DIR = REPO_DIR.parent / "shared" / "photos"

@@ -10,44 +10,25 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
-import os
 import sys
-import uuid
-from dataclasses import dataclass
+from dataclasses import replace
 from pathlib import Path
 
 from lambda_function.errors import ClassifierError
+from lambda_function.local_context import LocalLambdaContext
 from lambda_function.model_contract import ModelContractError
-from lambda_function.settings import SettingsError
-
-
-@dataclass
-class LocalLambdaContext:
-    """The attributes of a Lambda context object that the handler and powertools read."""
-
-    function_name: str = "cat-breed-classifier-local"
-    function_version: str = "$LATEST"
-    memory_limit_in_mb: int = 2048
-    invoked_function_arn: str = "arn:aws:lambda:local:000000000000:function:cat-breed-classifier-local"
-    aws_request_id: str = ""
-    log_group_name: str = "/aws/lambda/cat-breed-classifier-local"
-    log_stream_name: str = "local"
-
-    def __post_init__(self) -> None:
-        self.aws_request_id = self.aws_request_id or str(uuid.uuid4())
-
-    def get_remaining_time_in_millis(self) -> int:
-        return 30_000
+from lambda_function.settings import Settings, SettingsError
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run one command with settings read from the environment, `--model` applied on top; each command is handed
+    the settings (and builds its own service from them), so nothing is passed through `os.environ`."""
     args = _parser().parse_args(argv)
-    if args.run is _predict:
-        os.environ.setdefault("POWERTOOLS_LOG_LEVEL", "WARNING")  # the table is the output; keep INFO logs out
-    if getattr(args, "model", None):
-        os.environ["MODEL_PATH"] = str(args.model)
     try:
-        return args.run(args)
+        settings = Settings.from_env()
+        if getattr(args, "model", None):
+            settings = replace(settings, model_path=args.model)
+        return args.run(args, settings)
     except (ModelContractError, SettingsError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -84,7 +65,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     backfill.add_argument("s3_url", help="s3://BUCKET/PREFIX")
     backfill.add_argument("--workers", type=int, default=8, help="objects processed at once here (default 8)")
-    batch = backfill.add_argument_group("S3 Batch Operations (for millions of photos; README, 'Tagging a bucket')")
+    batch = backfill.add_argument_group("S3 Batch Operations, for millions of photos (docs/deploy.md)")
     batch.add_argument(
         "--batch-operations",
         action="store_true",
@@ -104,10 +85,13 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _predict(args: argparse.Namespace) -> int:
-    from lambda_function.service import get_service
+def _predict(args: argparse.Namespace, settings: Settings) -> int:
+    from lambda_function.observability import logger
+    from lambda_function.service import BreedService
 
-    service = get_service()
+    if settings.observability.log_level is None:
+        logger.setLevel("WARNING")  # the table is the output; keep INFO logs out unless asked for
+    service = BreedService(settings)
     try:
         if args.source.startswith(("http://", "https://")):
             result = service.classify_url(args.source, args.top_k)
@@ -137,8 +121,11 @@ def _yes_no(value: bool | None) -> str:
     return "unknown" if value is None else ("yes" if value else "no")
 
 
-def _invoke(args: argparse.Namespace) -> int:
+def _invoke(args: argparse.Namespace, settings: Settings) -> int:
+    from lambda_function.service import BreedService, install_service
+
     event = json.loads(args.event.read_text(encoding="utf-8"))
+    install_service(BreedService(settings))  # the handler module takes it at import, as on Lambda it builds its own
     # EMF metrics are printed to stdout when the handler returns; keep stdout for the response alone.
     with contextlib.redirect_stdout(sys.stderr):
         if "Records" in event or "invocationSchemaVersion" in event:  # S3 notifications, S3 Batch Operations
@@ -151,20 +138,16 @@ def _invoke(args: argparse.Namespace) -> int:
     return 0
 
 
-def _serve(args: argparse.Namespace) -> int:
-    from dataclasses import replace
-
+def _serve(args: argparse.Namespace, settings: Settings) -> int:
     from lambda_function.server import serve
-    from lambda_function.settings import Settings
 
-    settings = Settings.from_env()
     if args.workers:
         settings = replace(settings, server=replace(settings.server, workers=args.workers))
     serve(settings, host=args.host, port=args.port)
     return 0
 
 
-def _backfill(args: argparse.Namespace) -> int:
+def _backfill(args: argparse.Namespace, settings: Settings) -> int:
     from lambda_function.backfill import parse_s3_url
 
     try:
@@ -179,10 +162,9 @@ def _backfill(args: argparse.Namespace) -> int:
 
     from lambda_function.backfill import backfill
     from lambda_function.s3_tagging import S3Tagger
-    from lambda_function.service import get_service
+    from lambda_function.service import BreedService
 
-    service = get_service()
-    tagger = S3Tagger(service, boto3.client("s3"), service.settings.s3_max_object_bytes)
+    tagger = S3Tagger(BreedService(settings), boto3.client("s3"), settings.s3_max_object_bytes)
     summary = backfill(tagger, bucket, prefix, workers=args.workers)
     print(json.dumps(summary))
     return 1 if summary.get("failed") else 0
@@ -221,7 +203,7 @@ def _backfill_by_batch_operations(args: argparse.Namespace, bucket: str, prefix:
     return 0
 
 
-def _openapi(_args: argparse.Namespace) -> int:
+def _openapi(_args: argparse.Namespace, _settings: Settings) -> int:
     from aws_lambda_powertools.event_handler import APIGatewayRestResolver
 
     from lambda_function.api import build_openapi_json, router

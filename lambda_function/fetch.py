@@ -1,6 +1,6 @@
 """Fetch an image from a client-supplied URL without becoming an SSRF proxy.
 
-The rules (README, "Security"): http and https only; no credentials in the URL; only the configured ports;
+The rules (docs/security.md): http and https only; no credentials in the URL; only the configured ports;
 the host is resolved once and refused if any of its addresses is not globally routable; the connection goes
 to the address that was checked (a second DNS answer never gets a say, which defeats DNS rebinding); each
 redirect is checked the same way, up to a limit; one total deadline covers DNS, connecting, TLS, the status

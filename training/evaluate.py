@@ -91,7 +91,7 @@ def split_images(data_dir: Path, split: str, labels: list[str]) -> tuple[list[Pa
 
 def labelled_photos(folder: Path, labels: list[str], unknown_as: str | None) -> tuple[list[Path], np.ndarray]:
     """Every image under `folder` and its label index (module docstring: how a label is found)."""
-    from conversion.image_folder import list_images
+    from training.image_folder import list_images
 
     if unknown_as is not None and unknown_as not in labels:
         raise ValueError(f"--unknown-as {unknown_as!r} is not one of the model's labels")
@@ -141,7 +141,7 @@ def model_pixels(images: list[Path], card: ModelCard, prepared: bool) -> np.ndar
     """
     if prepared:
         return np.stack([np.asarray(Image.open(path).convert("RGB")) for path in images])
-    from conversion.image_folder import load_pixels
+    from training.image_folder import load_pixels
 
     pixels = load_pixels(images, (card.input.width_px, card.input.height_px))
     if len(pixels) != len(images):
@@ -159,8 +159,10 @@ def predict(model_path: Path, pixels: np.ndarray) -> np.ndarray:
         return np.stack([classifier.probabilities(image) for image in pixels])
     import keras
 
-    from conversion import starter_head  # noqa: F401 - registers the starter head layer, so its models load
-    from training import cat_gate  # noqa: F401 - registers the cat gate's layers, so gated models load
+    from training import (
+        cat_gate,  # noqa: F401 - registers the cat gate's layers, so gated models load
+        starter_head,  # noqa: F401 - registers the starter head layer, so its models load
+    )
 
     model = keras.saving.load_model(model_path, compile=False)
     return model.predict(pixels.astype(np.float32), batch_size=32, verbose=0)

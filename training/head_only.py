@@ -113,9 +113,9 @@ class FeatureExtractor:
 
     def __init__(self, features_model: keras.Model, size_px: int) -> None:
         import keras
+        import tensorflow as tf
         from ai_edge_litert.interpreter import Interpreter
 
-        from conversion.convert import Mode, to_tflite
         from lambda_function.settings import available_cpus
 
         outputs = list(features_model.outputs)
@@ -123,7 +123,10 @@ class FeatureExtractor:
         self._widths = [int(tensor.shape[-1]) for tensor in outputs]
         joined = outputs[0] if len(outputs) == 1 else keras.layers.Concatenate()(outputs)
         flat = keras.Model(features_model.input, joined)
-        self._interpreter = Interpreter(model_content=to_tflite(flat, Mode.FLOAT32), num_threads=available_cpus())
+        # Plain float32 (conversion's own modes and parity checks are for models that ship; training depends on
+        # nothing in conversion/).
+        float32 = tf.lite.TFLiteConverter.from_keras_model(flat).convert()
+        self._interpreter = Interpreter(model_content=float32, num_threads=available_cpus())
         self._input = self._interpreter.get_input_details()[0]["index"]
         self._output = self._interpreter.get_output_details()[0]["index"]
         self._interpreter.resize_tensor_input(self._input, (FEATURE_BATCH_IMAGES, size_px, size_px, 3))

@@ -37,7 +37,7 @@ from PIL import Image
 from tqdm import tqdm
 
 from lambda_function.errors import ClassifierError
-from lambda_function.preprocessing import IMAGE_SUFFIXES, DecodeLimits, decode_image, resize_to_input
+from lambda_function.preprocessing import DecodeLimits, decode_image, is_image_name, resize_to_input
 from lambda_function.settings import DEFAULT_MAX_IMAGE_PIXELS
 
 NO_CAT = "No cat"
@@ -163,7 +163,7 @@ def download_datasets() -> tuple[Path, Path]:
     try:
         import kagglehub
     except ImportError:
-        raise SystemExit("--download needs kagglehub: pip install -r requirements-train.txt") from None
+        raise SystemExit("--download needs kagglehub: pip install -r requirements/train.txt") from None
     cats = Path(kagglehub.dataset_download("ma7555/cat-breeds-dataset"))
     rooms = Path(kagglehub.dataset_download("robinreni/house-rooms-image-dataset"))
     return cats, rooms
@@ -183,7 +183,7 @@ def guard_output(config: PrepareConfig) -> None:
 
 
 def images_under(folder: Path) -> list[Path]:
-    return sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+    return sorted(p for p in folder.rglob("*") if p.is_file() and is_image_name(p.name))
 
 
 def collect_sources(config: PrepareConfig) -> tuple[list[Source], dict[str, object]]:

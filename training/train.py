@@ -22,7 +22,8 @@ import datetime as dt
 import hashlib
 import json
 import sys
-from dataclasses import asdict, dataclass
+import typing
+from dataclasses import MISSING, asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -31,51 +32,120 @@ from training.model import BACKBONES, DEFAULT_BACKBONE
 from training.prepare_dataset import MANIFEST, NO_CAT, class_names, read_manifest
 
 
+def _flag(flag: str, help: str, **argparse_options: Any) -> dict[str, Any]:
+    """A field's command-line flag: its name, its help, and anything argparse needs beyond type and default."""
+    return {"flag": flag, "help": help, **argparse_options}
+
+
 @dataclass(frozen=True)
 class TrainConfig:
-    """Training settings; `python -m training.train --help` lists them as flags."""
+    """Training settings. Each field is a flag of `python -m training.train` (its metadata names it), so every
+    default is written here, once, and `--help` shows it."""
 
-    data_dir: Path
-    run_dir: Path
-    backbone: str = DEFAULT_BACKBONE
-    weights: str | None = "imagenet"
-    batch_size: int = 32
-    head_epochs: int = 5
-    fine_tune_epochs: int = 10
-    head_learning_rate: float = 1e-3
-    fine_tune_learning_rate: float = 1e-4
-    fine_tune_fraction: float = 0.2
-    dropout: float = 0.3
-    label_smoothing: float = 0.1
-    class_weights: bool = False
-    patience: int = 3
-    cache: str = "disk"
-    max_steps_per_epoch: int | None = None
-    seed: int = 42
-    head_only: bool = False
-    hidden_units: int = 256
-    cat_gate: bool = False
-    flip_features: bool = True
-    model_name: str | None = None  # None: "<backbone>-cat-breeds"
-    model_version: str | None = None  # None: the UTC time of the run, YYYYMMDDhhmmss
+    data_dir: Path = field(metadata=_flag("--data", "a folder written by training.prepare_dataset", required=True))
+    run_dir: Path = field(metadata=_flag("--run", "the run folder for the model and logs", required=True))
+    backbone: str = field(default=DEFAULT_BACKBONE, metadata=_flag("--backbone", "", choices=sorted(BACKBONES)))
+    weights: str | None = field(
+        default="imagenet",
+        metadata=_flag(
+            "--weights",
+            "backbone initialisation (Keras' EfficientNets download theirs on first use)",
+            choices=["imagenet", "none"],
+        ),
+    )
+    batch_size: int = field(default=32, metadata=_flag("--batch-size", "images per step, over all GPUs"))
+    head_epochs: int = field(default=5, metadata=_flag("--head-epochs", "phase 1: the head on a frozen backbone"))
+    fine_tune_epochs: int | None = field(
+        default=None,
+        metadata=_flag("--fine-tune-epochs", "phase 2: the top of the backbone too (10; 0 with --head-only)"),
+    )
+    head_learning_rate: float = field(default=1e-3, metadata=_flag("--head-lr", "phase 1 learning rate (Adam)"))
+    fine_tune_learning_rate: float = field(
+        default=1e-4, metadata=_flag("--fine-tune-lr", "phase 2 learning rate (Adam)")
+    )
+    fine_tune_fraction: float = field(
+        default=0.2,
+        metadata=_flag(
+            "--fine-tune-fraction",
+            "share of the backbone's layers (from the top) unfrozen in phase 2; BatchNorm stays frozen",
+        ),
+    )
+    dropout: float = field(default=0.3, metadata=_flag("--dropout", "dropout before the output layer"))
+    label_smoothing: float = field(default=0.1, metadata=_flag("--label-smoothing", "label smoothing of the loss"))
+    class_weights: bool = field(default=False, metadata=_flag("--class-weights", "weight classes by inverse frequency"))
+    patience: int = field(default=3, metadata=_flag("--patience", "early stopping patience, in epochs"))
+    cache: str = field(
+        default="disk",
+        metadata=_flag(
+            "--cache",
+            "where tf.data caches decoded images (disk: a file in the run folder)",
+            choices=["disk", "memory", "none"],
+        ),
+    )
+    max_steps_per_epoch: int | None = field(
+        default=None, metadata=_flag("--max-steps-per-epoch", "cap the steps per epoch (smoke runs)")
+    )
+    seed: int = field(default=42, metadata=_flag("--seed", "seed of weights, shuffling and augmentation"))
+    head_only: bool = field(
+        default=False,
+        metadata=_flag(
+            "--head-only",
+            "train only the head, on backbone features computed once and cached in the run folder (CPU recipe)",
+        ),
+    )
+    hidden_units: int = field(
+        default=256, metadata=_flag("--hidden-units", "the head's hidden ReLU layer; 0 for a linear head")
+    )
+    cat_gate: bool = field(
+        default=False,
+        metadata=_flag(
+            "--cat-gate",
+            "decide 'No cat' from ImageNet's cat classes, fitted on the training split, and train the head on the "
+            "breeds alone (efficientnet-lite backbones; see training/cat_gate.py)",
+        ),
+    )
+    flip_features: bool = field(
+        default=True,
+        metadata=_flag("--no-flip-features", "with --head-only: do not add the mirror images' features"),
+    )
+    model_name: str | None = field(
+        default=None, metadata=_flag("--name", "the model's name in its sidecar (default <backbone>-cat-breeds)")
+    )
+    model_version: str | None = field(
+        default=None, metadata=_flag("--version", "the model's version in its sidecar (default the run's UTC time)")
+    )
 
     def __post_init__(self) -> None:
-        if self.backbone not in BACKBONES:
-            raise ValueError(f"unknown backbone {self.backbone!r}; choose one of {sorted(BACKBONES)}")
-        if self.weights not in ("imagenet", None):
-            raise ValueError("weights must be 'imagenet' or none")
-        if not 0 <= self.fine_tune_fraction <= 1:
-            raise ValueError("--fine-tune-fraction must be between 0 and 1")
-        if self.head_epochs < 1 or self.fine_tune_epochs < 0 or self.batch_size < 1:
-            raise ValueError("--head-epochs must be at least 1, --fine-tune-epochs at least 0, --batch-size at least 1")
-        if self.cache not in ("disk", "memory", "none"):
-            raise ValueError("--cache must be disk, memory or none")
-        if self.head_only and self.fine_tune_epochs:
-            raise ValueError("--head-only trains on cached features and cannot fine-tune: --fine-tune-epochs must be 0")
-        if self.hidden_units < 0:
-            raise ValueError("--hidden-units must be 0 (a linear head) or more")
-        if self.cat_gate and not self.backbone.startswith("efficientnet-lite"):
-            raise ValueError("--cat-gate needs an efficientnet-lite backbone (it reads ImageNet's classifier)")
+        if self.fine_tune_epochs is None:
+            object.__setattr__(self, "fine_tune_epochs", 0 if self.head_only else 10)
+        if self.weights == "none":
+            object.__setattr__(self, "weights", None)
+        checks = [
+            (self.backbone in BACKBONES, f"unknown backbone {self.backbone!r}; choose one of {sorted(BACKBONES)}"),
+            (self.weights in ("imagenet", None), "--weights must be imagenet or none"),
+            (0 <= self.fine_tune_fraction <= 1, "--fine-tune-fraction must be between 0 and 1"),
+            (self.head_epochs >= 1, "--head-epochs must be at least 1"),
+            (self.fine_tune_epochs >= 0, "--fine-tune-epochs must be at least 0"),
+            (self.batch_size >= 1, "--batch-size must be at least 1"),
+            (self.head_learning_rate > 0 and self.fine_tune_learning_rate > 0, "learning rates must be above 0"),
+            (0 <= self.dropout < 1, "--dropout must be at least 0 and below 1"),
+            (0 <= self.label_smoothing < 1, "--label-smoothing must be at least 0 and below 1"),
+            (self.patience >= 1, "--patience must be at least 1 epoch"),
+            (self.cache in ("disk", "memory", "none"), "--cache must be disk, memory or none"),
+            (self.max_steps_per_epoch is None or self.max_steps_per_epoch >= 1, "--max-steps-per-epoch must be >= 1"),
+            (self.hidden_units >= 0, "--hidden-units must be 0 (a linear head) or more"),
+            (
+                not (self.head_only and self.fine_tune_epochs),
+                "--head-only trains on cached features and cannot fine-tune: --fine-tune-epochs must be 0",
+            ),
+            (
+                not self.cat_gate or self.backbone.startswith("efficientnet-lite"),
+                "--cat-gate needs an efficientnet-lite backbone (it reads ImageNet's classifier)",
+            ),
+        ]
+        for holds, message in checks:
+            if not holds:
+                raise ValueError(message)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -123,90 +193,29 @@ def train_two_phases(
 
 
 def parse_args(argv: list[str] | None) -> TrainConfig:
+    """`TrainConfig` from the command line: one flag per field, its type, default and help from the field."""
     parser = argparse.ArgumentParser(prog="python -m training.train", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--data", type=Path, required=True, help="a folder written by training.prepare_dataset")
-    parser.add_argument("--run", type=Path, required=True, help="the run folder for the model and logs")
-    parser.add_argument("--backbone", default=DEFAULT_BACKBONE, choices=sorted(BACKBONES), help="default %(default)s")
-    parser.add_argument(
-        "--weights",
-        default="imagenet",
-        choices=["imagenet", "none"],
-        help="backbone initialisation (Keras' EfficientNets download theirs on first use)",
-    )
-    parser.add_argument("--batch-size", type=int, default=32, help="images per step, over all GPUs (default 32)")
-    parser.add_argument("--head-epochs", type=int, default=5, help="phase 1: the head on a frozen backbone")
-    parser.add_argument(
-        "--fine-tune-epochs", type=int, help="phase 2: the top of the backbone too (default 10; 0 with --head-only)"
-    )
-    parser.add_argument(
-        "--head-only",
-        action="store_true",
-        help="train only the head, on backbone features computed once and cached in the run folder (CPU recipe)",
-    )
-    parser.add_argument(
-        "--hidden-units", type=int, default=256, help="the head's hidden ReLU layer; 0 for a linear head (default 256)"
-    )
-    parser.add_argument(
-        "--cat-gate",
-        action="store_true",
-        help="decide 'No cat' from ImageNet's cat classes, fitted on the training split, and train the head on the "
-        "breeds alone (efficientnet-lite backbones; see training/cat_gate.py)",
-    )
-    parser.add_argument(
-        "--no-flip-features",
-        action="store_true",
-        help="with --head-only: do not add the mirror images' features to the training set",
-    )
-    parser.add_argument("--head-lr", type=float, default=1e-3, help="phase 1 learning rate (Adam)")
-    parser.add_argument("--fine-tune-lr", type=float, default=1e-4, help="phase 2 learning rate (Adam)")
-    parser.add_argument(
-        "--fine-tune-fraction",
-        type=float,
-        default=0.2,
-        help="share of the backbone's layers (from the top) unfrozen in phase 2; BatchNorm stays frozen",
-    )
-    parser.add_argument("--dropout", type=float, default=0.3, help="dropout before the output layer (default 0.3)")
-    parser.add_argument("--label-smoothing", type=float, default=0.1, help="label smoothing of the loss (default 0.1)")
-    parser.add_argument("--class-weights", action="store_true", help="weight classes by inverse frequency")
-    parser.add_argument("--patience", type=int, default=3, help="early stopping patience, in epochs")
-    parser.add_argument(
-        "--cache",
-        default="disk",
-        choices=["disk", "memory", "none"],
-        help="where tf.data caches decoded images (disk: a file in the run folder)",
-    )
-    parser.add_argument("--max-steps-per-epoch", type=int, help="cap the steps per epoch (smoke runs)")
-    parser.add_argument("--seed", type=int, default=42, help="seed of weights, shuffling and augmentation")
-    parser.add_argument("--name", help="the model's name in its sidecar (default <backbone>-cat-breeds)")
-    parser.add_argument("--version", help="the model's version in its sidecar (default the run's UTC time)")
-    args = parser.parse_args(argv)
-    if args.fine_tune_epochs is None:
-        args.fine_tune_epochs = 0 if args.head_only else 10
-    return TrainConfig(
-        data_dir=args.data,
-        run_dir=args.run,
-        backbone=args.backbone,
-        weights=None if args.weights == "none" else args.weights,
-        batch_size=args.batch_size,
-        head_epochs=args.head_epochs,
-        fine_tune_epochs=args.fine_tune_epochs,
-        head_learning_rate=args.head_lr,
-        fine_tune_learning_rate=args.fine_tune_lr,
-        fine_tune_fraction=args.fine_tune_fraction,
-        dropout=args.dropout,
-        label_smoothing=args.label_smoothing,
-        class_weights=args.class_weights,
-        patience=args.patience,
-        cache=args.cache,
-        max_steps_per_epoch=args.max_steps_per_epoch,
-        seed=args.seed,
-        head_only=args.head_only,
-        hidden_units=args.hidden_units,
-        cat_gate=args.cat_gate,
-        flip_features=not args.no_flip_features,
-        model_name=args.name,
-        model_version=args.version,
-    )
+    hints = typing.get_type_hints(TrainConfig)
+    for item in fields(TrainConfig):
+        options = dict(item.metadata)
+        flag, help_text = options.pop("flag"), options.pop("help")
+        if hints[item.name] is bool:  # a switch that turns the default over
+            options["action"] = "store_false" if item.default else "store_true"
+        else:
+            options.setdefault("type", _argument_type(hints[item.name]))
+            options.setdefault("metavar", None if "choices" in options else flag.lstrip("-").upper().replace("-", "_"))
+            if item.default is not MISSING:
+                options["default"] = "none" if item.name == "weights" and item.default is None else item.default
+                if item.default is not None:
+                    help_text = f"{help_text} (default {item.default})".lstrip()
+        parser.add_argument(flag, dest=item.name, help=help_text, **options)
+    return TrainConfig(**vars(parser.parse_args(argv)))
+
+
+def _argument_type(hint: Any) -> Any:
+    """The argparse type of a field: its own type, or the non-None member of an optional one."""
+    members = [member for member in typing.get_args(hint) if member is not type(None)]
+    return members[0] if members else hint
 
 
 def configure_devices() -> Any:

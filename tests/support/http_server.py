@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import math
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -119,6 +120,16 @@ def chunked_stream(total_bytes: int, chunk_bytes: int = 64 * 1024, claimed_lengt
 
 def drip(data: bytes, interval_s: float, max_duration_s: float = 15.0) -> Route:
     """Announces the whole body, then sends it one byte per interval: each read succeeds, the whole never ends."""
+    return _paced(data, piece_bytes=1, interval_s=interval_s, max_duration_s=max_duration_s)
+
+
+def slowly(data: bytes, duration_s: float, pieces: int = 10) -> Route:
+    """The whole body, delivered in `pieces` spread over `duration_s`: slow, but it arrives."""
+    return _paced(data, piece_bytes=-(-len(data) // pieces), interval_s=duration_s / pieces, max_duration_s=math.inf)
+
+
+def _paced(data: bytes, piece_bytes: int, interval_s: float, max_duration_s: float) -> Route:
+    """A JPEG answer whose announced body comes a piece per interval, until it is sent or `max_duration_s` is up."""
 
     def route(handler: BaseHTTPRequestHandler) -> None:
         handler.send_response(200)
@@ -126,29 +137,12 @@ def drip(data: bytes, interval_s: float, max_duration_s: float = 15.0) -> Route:
         handler.send_header("Content-Length", str(len(data)))
         handler.end_headers()
         stop_at = time.monotonic() + max_duration_s
-        for byte in data:
+        for start in range(0, len(data), piece_bytes):
             if time.monotonic() > stop_at:
                 return
-            handler.wfile.write(bytes([byte]))
+            handler.wfile.write(data[start : start + piece_bytes])
             handler.wfile.flush()
             time.sleep(interval_s)
-
-    return route
-
-
-def slowly(data: bytes, duration_s: float, pieces: int = 10) -> Route:
-    """The whole body, delivered in `pieces` spread over `duration_s`: slow, but it arrives."""
-
-    def route(handler: BaseHTTPRequestHandler) -> None:
-        handler.send_response(200)
-        handler.send_header("Content-Type", "image/jpeg")
-        handler.send_header("Content-Length", str(len(data)))
-        handler.end_headers()
-        size = -(-len(data) // pieces)
-        for start in range(0, len(data), size):
-            handler.wfile.write(data[start : start + size])
-            handler.wfile.flush()
-            time.sleep(duration_s / pieces)
 
     return route
 

@@ -8,7 +8,7 @@ import json
 import sys
 from pathlib import Path
 
-from lambda_function.cli import LocalLambdaContext  # from the task root, like the handler
+from lambda_function.local_context import LocalLambdaContext  # from the task root, like the handler
 
 module_name, function_name = sys.argv[1].rsplit(".", 1)
 event = json.loads(Path(sys.argv[2]).read_text(encoding="utf-8"))

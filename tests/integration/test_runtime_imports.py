@@ -26,7 +26,7 @@ try:
 except ImportError:
     pass
 
-from lambda_function.cli import LocalLambdaContext
+from lambda_function.local_context import LocalLambdaContext
 from lambda_function.handler import lambda_handler
 
 event = json.load(open(sys.argv[1]))

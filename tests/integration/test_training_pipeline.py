@@ -212,3 +212,16 @@ def test_the_full_b4_configuration_builds_and_takes_a_training_step(tmp_path):
 
     assert model.input_shape == (None, 380, 380, 3) and model.output_shape == (None, 68)
     assert np.isfinite(logs["loss"])
+
+
+def test_every_training_setting_is_a_flag_with_the_config_default_and_is_validated(tmp_path):
+    parsed = train.parse_args(["--data", str(tmp_path), "--run", str(tmp_path / "run")])
+
+    assert parsed == train.TrainConfig(data_dir=tmp_path, run_dir=tmp_path / "run")
+    assert train.parse_args(["--data", ".", "--run", ".", "--head-only"]).fine_tune_epochs == 0
+    assert train.parse_args(["--data", ".", "--run", ".", "--no-flip-features"]).flip_features is False
+    refused = {"--dropout": "1.0", "--label-smoothing": "-0.1", "--patience": "0", "--head-lr": "0"}
+    messages = {"--dropout": "--dropout", "--label-smoothing": "--label-smoothing", "--patience": "--patience"}
+    for flag, value in refused.items():
+        with pytest.raises(ValueError, match=messages.get(flag, "learning rates")):
+            train.parse_args(["--data", ".", "--run", ".", flag, value])

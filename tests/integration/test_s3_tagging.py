@@ -5,8 +5,6 @@ from __future__ import annotations
 import copy
 import importlib
 import json
-import subprocess
-import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -18,7 +16,8 @@ from botocore.exceptions import ClientError
 
 from lambda_function.cli import main as cli_main
 from lambda_function.s3_tagging import MAX_TAGS_PER_OBJECT, merge_tags, sanitise_tag_value
-from tests.conftest import CAT_PHOTOS, DOG_PHOTOS, EVENTS_DIR, REPO_DIR, load_event
+from tests.conftest import CAT_PHOTOS, DOG_PHOTOS, EVENTS_DIR, load_event
+from tests.support.cli import run_cli
 
 BUCKET = "cat-photos-test"
 
@@ -138,17 +137,6 @@ def test_one_failing_record_does_not_stop_the_others_and_the_failure_is_raised(t
         tagging.lambda_handler(event, lambda_context)
 
     assert all("cat-breed" in tags_of(s3, key) for key in good)
-
-
-def test_committed_s3_events_invoke_the_tagging_handler(tagging, s3, lambda_context):
-    for name in ("s3-put.json", "s3-put-encoded-key.json"):
-        event = load_event(name)
-        record = event["Records"][0]
-        record["s3"]["bucket"]["name"] = BUCKET
-        key = unquote_plus(record["s3"]["object"]["key"])
-        upload(s3, key, CAT_PHOTOS[30].read_bytes())
-
-        assert tagging.lambda_handler(event, lambda_context)["tagged"] == 1
 
 
 def test_tag_values_keep_only_what_s3_accepts():
@@ -410,14 +398,7 @@ def test_committed_batch_operations_events_run_through_invoke_against_s3(service
             s3.create_bucket(Bucket=bucket, CreateBucketConfiguration={"LocationConstraint": "eu-west-1"})
         s3.put_object(Bucket=bucket, Key=unquote_plus(task["s3Key"]), Body=CAT_PHOTOS[15].read_bytes())
 
-        completed = subprocess.run(
-            [sys.executable, "-m", "lambda_function", "invoke", str(EVENTS_DIR / f"s3-batch-operations-{schema}.json")],
-            cwd=REPO_DIR,
-            capture_output=True,
-            text=True,
-            timeout=120,
-            check=False,
-        )
+        completed = run_cli("invoke", str(EVENTS_DIR / f"s3-batch-operations-{schema}.json"))
 
         assert completed.returncode == 0, completed.stderr[-2000:]
         response = json.loads(completed.stdout)

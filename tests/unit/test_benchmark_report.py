@@ -26,13 +26,13 @@ def test_lambda_cost_follows_the_cpu_credit_and_the_price_list():
     assert rows[3538]["threads"] == 2 and rows[3538]["latency_ms"] == 53.0
 
 
-def test_committed_results_render_as_the_readme_tables():
+def test_committed_results_render_as_the_report_tables():
     results = json.loads((REPO_DIR / "benchmarks" / "results" / "bench.json").read_text())
     report = markdown(results)
 
     assert "| LiteRT 2.3 (ours) |" in report and "| tflite-runtime 2.14 |" in report
-    assert report.count("| cat-breeds-12 (Lite2, float16, 260 px) |") == 6  # 4 warm rows, cold start, cost
-    assert report.count("| starter (float16, 224 px) |") == 6
+    assert report.count("| cat-breeds-12 (Lite2, float16, 260 px) |") == 7  # summary, 4 warm rows, cold start, cost
+    assert report.count("| starter (float16, 224 px) |") == 7
     assert "Handler p50, 1 thread(s): the default model" in report
     assert f"{results['runtime_dependencies_mb']} MB" in report
 
@@ -50,11 +50,23 @@ def test_the_tagging_scale_follows_the_measured_time_and_the_s3_prefix_limit():
     assert row.hours_by_concurrency[1000] == pytest.approx(1e6 / 3500 / 3600)  # capped by one prefix's writes
 
 
-def test_the_committed_tagging_scale_and_the_readme_quote_the_last_benchmark():
+def test_the_committed_tagging_scale_and_the_deploy_guide_quote_the_last_benchmark():
     from benchmarks.tagging_scale import table
 
     results = json.loads((REPO_DIR / "benchmarks" / "results" / "bench.json").read_text())
     generated = table(results)
 
     assert (REPO_DIR / "benchmarks" / "results" / "tagging_scale.md").read_text() == generated
-    assert generated in (REPO_DIR / "README.md").read_text(), "run `make bench` and paste tagging_scale.md"
+    assert generated in (REPO_DIR / "docs" / "deploy.md").read_text(), "run `make bench` and paste tagging_scale.md"
+
+
+def test_the_benchmarks_page_quotes_the_last_runs_tables_as_they_are():
+    from benchmarks.report import summary_table
+
+    page = (REPO_DIR / "docs" / "benchmarks.md").read_text()
+    results = json.loads((REPO_DIR / "benchmarks" / "results" / "bench.json").read_text())
+    loadtest = (REPO_DIR / "benchmarks" / "results" / "loadtest.md").read_text()
+
+    assert summary_table(results) in page
+    assert summary_table(results) in (REPO_DIR / "benchmarks" / "results" / "bench.md").read_text()
+    assert "\n".join(line for line in loadtest.splitlines() if line.startswith("|")) in page

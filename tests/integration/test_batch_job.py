@@ -6,7 +6,6 @@ from __future__ import annotations
 import csv
 import io
 import json
-import tracemalloc
 from collections.abc import Iterator
 from typing import Any
 from urllib.parse import unquote_plus
@@ -17,7 +16,6 @@ import pytest
 from botocore.stub import ANY, Stubber
 from botocore.validate import ParamValidator
 
-from lambda_function.backfill import backfill, image_keys
 from lambda_function.batch_job import (
     CSV_MANIFEST_FORMAT,
     INVENTORY_MANIFEST_FORMAT,
@@ -29,7 +27,7 @@ from lambda_function.batch_job import (
     write_manifest,
 )
 from lambda_function.cli import main as cli_main
-from lambda_function.s3_tagging import Outcome, TagResult
+from tests.support.many_keys import peak_bytes
 
 ROLE_ARN = "arn:aws:iam::123456789012:role/cat-breeds-dev-BatchOperationsRole-1A2B3C"
 FUNCTION_ARN = "arn:aws:lambda:eu-west-1:123456789012:function:cat-breeds-dev-tagging"
@@ -224,69 +222,22 @@ def _any_request() -> dict[str, Any]:
     }
 
 
-# Listing streams: memory stays flat for any number of keys
-
-
-class _ManyKeys:
-    """An S3 client whose listing holds `count` keys, served page by page as S3 does (1,000 a page)."""
-
-    def __init__(self, count: int) -> None:
-        self.count = count
-
-    def get_paginator(self, _name: str) -> Any:
-        count = self.count
-
-        class Paginator:
-            def paginate(self, **_kwargs: Any) -> Iterator[dict[str, Any]]:
-                for start in range(0, count, 1000):
-                    yield {
-                        "Contents": [{"Key": f"uploads/{n:09d}.jpg"} for n in range(start, min(start + 1000, count))]
-                    }
-
-        return Paginator()
-
-
-class _CountingSink(io.TextIOBase):
-    def __init__(self) -> None:
-        self.lines = 0
-
-    def write(self, text: str) -> int:
-        self.lines += text.count("\n")
-        return len(text)
-
-
-class _InstantTagger:
-    def __init__(self, s3: Any) -> None:
-        self.s3 = s3
-
-    def tag_object(self, _bucket: str, key: str, version_id: str | None = None) -> TagResult:
-        return TagResult(key, Outcome.ALREADY_TAGGED)
-
-
-def _peak_bytes(work: Any) -> tuple[Any, int]:
-    tracemalloc.start()
-    try:
-        result = work()
-        return result, tracemalloc.get_traced_memory()[1]
-    finally:
-        tracemalloc.stop()
+# Listing streams: memory stays flat for any number of keys (measured in a fresh interpreter each)
 
 
 def test_a_manifest_of_100000_keys_is_written_in_flat_memory():
-    sink = _CountingSink()
+    peak_small, small = peak_bytes("manifest", 10_000)
+    peak_large, large = peak_bytes("manifest", 100_000)
 
-    written, peak = _peak_bytes(
-        lambda: write_manifest(image_keys(_ManyKeys(100_000), BUCKET, "uploads/"), BUCKET, sink)
-    )
-
-    assert written == sink.lines == 100_000
-    assert peak < 2_000_000  # one page of keys, not 100,000 (about 10 MB as a list)
+    assert (small, large) == ([10_000, 10_000], [100_000, 100_000])
+    # Flat: ten times the keys, the same peak (a page of keys); a list of them all would add about 8 MB.
+    assert peak_large < peak_small + 1_000_000
 
 
-def test_the_local_backfill_of_100000_keys_streams_them(network_guard):
-    summary, peak = _peak_bytes(
-        lambda: backfill(_InstantTagger(_ManyKeys(100_000)), BUCKET, "uploads/", progress=False)
-    )
+def test_the_local_backfill_of_100000_keys_streams_them():
+    peak_small, small = peak_bytes("backfill", 10_000)
+    peak_large, large = peak_bytes("backfill", 100_000)
 
-    assert summary == {"images": 100_000, "already_tagged": 100_000}
-    assert peak < 3_000_000
+    assert small == {"images": 10_000, "already_tagged": 10_000}
+    assert large == {"images": 100_000, "already_tagged": 100_000}
+    assert peak_large < peak_small + 1_000_000

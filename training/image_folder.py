@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from lambda_function.errors import ClassifierError
-from lambda_function.preprocessing import IMAGE_SUFFIXES, DecodeLimits, prepare_image
+from lambda_function.preprocessing import DecodeLimits, is_image_name, prepare_image
 from lambda_function.settings import DEFAULT_MAX_IMAGE_PIXELS
 
 
@@ -16,7 +16,7 @@ def list_images(folder: Path) -> list[Path]:
     """Every image file under `folder`, recursively, in a stable order."""
     if not folder.is_dir():
         raise FileNotFoundError(f"image folder {folder} does not exist")
-    return sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+    return sorted(p for p in folder.rglob("*") if is_image_name(p.name) and p.is_file())
 
 
 def sample_images(folder: Path, count: int, seed: int = 0, skip: int = 0) -> list[Path]:

@@ -86,10 +86,10 @@ def test_ssrf_target_is_refused_with_403_and_never_contacted(
 def test_loopback_server_is_not_contacted_when_loopback_is_not_allowed(handler, lambda_context, strict_fetcher):
     strict_fetcher()
     with http_server.running({"/cat.jpg": http_server.serve_bytes(CAT_BYTES)}) as host:
-        status, _ = predict_url(handler, lambda_context, host.url("/cat.jpg"))
-        status_by_name, _ = predict_url(handler, lambda_context, f"http://localhost:{host.port}/cat.jpg")
+        by_address = predict_url(handler, lambda_context, host.url("/cat.jpg"))
+        by_name = predict_url(handler, lambda_context, f"http://localhost:{host.port}/cat.jpg")
 
-    assert (status, status_by_name) == (403, 403)
+    assert [(status, body["error"]["code"]) for status, body in (by_address, by_name)] == [(403, "url_not_allowed")] * 2
     assert host.requests == []
 
 
@@ -98,7 +98,8 @@ def test_hostname_resolving_to_a_private_address_is_refused(handler, lambda_cont
 
     status, body = predict_url(handler, lambda_context, "http://cats.example.com/cat.jpg")
 
-    assert status == 403 and "cats.example.com" in body["error"]["message"]
+    assert (status, body["error"]["code"]) == (403, "url_not_allowed")
+    assert "cats.example.com" in body["error"]["message"]
     assert connection_log.addresses == []
 
 
@@ -107,9 +108,9 @@ def test_hostname_with_one_public_and_one_private_address_is_refused(
 ):
     strict_fetcher(answering(str(PUBLIC), "10.1.2.3"))
 
-    status, _ = predict_url(handler, lambda_context, "http://mixed.example.com/cat.jpg")
+    status, body = predict_url(handler, lambda_context, "http://mixed.example.com/cat.jpg")
 
-    assert status == 403
+    assert (status, body["error"]["code"]) == (403, "url_not_allowed")
     assert connection_log.addresses == []
 
 
@@ -168,7 +169,8 @@ def test_ports_other_than_80_and_443_are_refused_by_default(handler, lambda_cont
 
     status, body = predict_url(handler, lambda_context, "http://127.0.0.1:6379/")
 
-    assert status == 403 and "port 6379" in body["error"]["message"]
+    assert (status, body["error"]["code"]) == (403, "url_not_allowed")
+    assert "port 6379" in body["error"]["message"]
     assert connection_log.addresses == []
 
 

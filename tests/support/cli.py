@@ -1,0 +1,22 @@
+"""The command line (`python -m lambda_function ...`) run as a user runs it: a fresh process in the repository."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+from tests.conftest import REPO_DIR
+
+
+def run_cli(*args: str, env: dict[str, str] | None = None, timeout_s: float = 120) -> subprocess.CompletedProcess[str]:
+    """Run one command with `env` added to this process's environment; its exit status and output."""
+    return subprocess.run(
+        [sys.executable, "-m", "lambda_function", *args],
+        cwd=REPO_DIR,
+        capture_output=True,
+        text=True,
+        timeout=timeout_s,
+        env={**os.environ, **(env or {})},
+        check=False,
+    )

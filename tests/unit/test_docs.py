@@ -1,0 +1,50 @@
+"""The README is the front door and the docs are complete: every relative link resolves."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import REPO_DIR
+
+DOCUMENTS = [REPO_DIR / "README.md", *sorted((REPO_DIR / "docs").glob("*.md"))]
+LINK = re.compile(r"\]\(([^)\s]+)\)")
+README_MAX_LINES = 220
+
+
+def relative_links(document: Path) -> list[str]:
+    text = re.sub(r"```.*?```", "", document.read_text(), flags=re.S)  # code blocks hold commands, not links
+    return [t for t in LINK.findall(text) if not re.match(r"^(https?:|mailto:|#)", t)]
+
+
+@pytest.mark.parametrize("document", DOCUMENTS, ids=lambda path: str(path.relative_to(REPO_DIR)))
+def test_every_relative_link_resolves(document):
+    missing = [target for target in relative_links(document) if not (document.parent / target.split("#")[0]).exists()]
+
+    assert missing == []
+
+
+def test_the_readme_stays_a_front_door():
+    readme = (REPO_DIR / "README.md").read_text()
+    sections = re.findall(r"(?m)^## (.+)$", readme)
+
+    assert len(readme.splitlines()) <= README_MAX_LINES
+    assert sections.index("Deploy to AWS, and tear down") == sections.index("The two commands") + 1
+    assert "sam delete" in readme
+
+
+def test_every_doc_is_linked_from_the_readme():
+    readme_links = set(relative_links(REPO_DIR / "README.md"))
+
+    assert {f"docs/{path.name}" for path in DOCUMENTS[1:]} <= readme_links
+
+
+def test_the_photo_names_in_the_deploy_guide_are_the_decoders_own_list():
+    from lambda_function.preprocessing import IMAGE_SUFFIXES
+
+    text = (REPO_DIR / "docs" / "deploy.md").read_text()
+    sentence = text[text.index("which objects are photos") : text.index("the decoder's own list")]
+
+    assert set(re.findall(r"`(\.\w+)`", sentence)) == IMAGE_SUFFIXES
