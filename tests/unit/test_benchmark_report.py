@@ -70,3 +70,14 @@ def test_the_benchmarks_page_quotes_the_last_runs_tables_as_they_are():
     assert summary_table(results) in page
     assert summary_table(results) in (REPO_DIR / "benchmarks" / "results" / "bench.md").read_text()
     assert "\n".join(line for line in loadtest.splitlines() if line.startswith("|")) in page
+
+
+def test_the_security_page_quotes_the_last_runs_decode_memory_table_as_it_is():
+    from benchmarks.decode_memory import markdown as decode_memory_table
+    from lambda_function.preprocessing import DECODE_MEMORY_BUDGET_BYTES
+
+    results = json.loads((REPO_DIR / "benchmarks" / "results" / "bench.json").read_text())
+    generated = decode_memory_table(results["decode_memory"], DECODE_MEMORY_BUDGET_BYTES / 1e6)
+    table = "\n".join(line for line in generated.splitlines() if line.startswith("|"))
+
+    assert table in (REPO_DIR / "docs" / "security.md").read_text()
