@@ -15,7 +15,7 @@ from enum import StrEnum
 from typing import Any
 from urllib.parse import unquote_plus
 
-from botocore.exceptions import BotoCoreError, ClientError
+from botocore.exceptions import ClientError
 
 from lambda_function.observability import logger
 from lambda_function.s3_tagging import Outcome, TagResult
@@ -128,8 +128,8 @@ def result_of_error(task: Task, error: Exception) -> TaskResult:
         if code in _MISSING_CODES:
             return TaskResult(task.task_id, ResultCode.PERMANENT_FAILURE, f"no such key (or version): {message}")
         return TaskResult(task.task_id, ResultCode.PERMANENT_FAILURE, message)  # access denied and other refusals
-    if isinstance(error, BotoCoreError):  # connection failures and timeouts on the way to S3
-        return TaskResult(task.task_id, ResultCode.TEMPORARY_FAILURE, f"{type(error).__name__}: {error}")
+    # Connection failures and timeouts on the way to S3 (botocore's own errors), and anything unforeseen: a retry
+    # may get past them, and Batch Operations stops retrying after its own limit.
     return TaskResult(task.task_id, ResultCode.TEMPORARY_FAILURE, f"{type(error).__name__}: {error}")
 
 
