@@ -36,7 +36,6 @@ _RETRYABLE_CODES = {
     "PreconditionFailed",
     "OperationAborted",
 }
-_MISSING_CODES = {"404", "NoSuchKey", "NoSuchVersion", "NotFound", "NoSuchBucket"}
 _RESULT_STRING_CHARS = 1024  # the report keeps a short string per task
 
 
@@ -125,9 +124,9 @@ def result_of_error(task: Task, error: Exception) -> TaskResult:
         message = f"{code or status}: {details.get('Message', '')}".strip(": ")
         if code in _RETRYABLE_CODES or status >= 500 or status in (408, 429):
             return TaskResult(task.task_id, ResultCode.TEMPORARY_FAILURE, message)
-        if code in _MISSING_CODES:
-            return TaskResult(task.task_id, ResultCode.PERMANENT_FAILURE, f"no such key (or version): {message}")
-        return TaskResult(task.task_id, ResultCode.PERMANENT_FAILURE, message)  # access denied and other refusals
+        # Access denied, no such bucket and other refusals. A missing object or version never arrives here: the
+        # tagger answers it as `Outcome.DELETED`, and `result_of` reports it.
+        return TaskResult(task.task_id, ResultCode.PERMANENT_FAILURE, message)
     # Connection failures and timeouts on the way to S3 (botocore's own errors), and anything unforeseen: a retry
     # may get past them, and Batch Operations stops retrying after its own limit.
     return TaskResult(task.task_id, ResultCode.TEMPORARY_FAILURE, f"{type(error).__name__}: {error}")
