@@ -74,6 +74,13 @@ class PredictResponse(BaseModel):
     cat_detected: bool | None = Field(
         description="Whether the top answer is a breed rather than 'No cat'; null for a model without a 'No cat' class"
     )
+    breed_identified: bool | None = Field(
+        description=(
+            "Whether the model names the cat's breed with enough confidence: false for a cat whose breed it cannot "
+            "name (a mixed-breed cat, a breed it does not know, a photo too poor to tell), when `predictions` are "
+            "only the closest breeds; null when no cat was detected or the model has no breed rule"
+        )
+    )
     model: ModelInfo
 
 
@@ -142,6 +149,7 @@ def predict_response(result: ClassifiedImage) -> PredictResponse:
     return PredictResponse(
         predictions=[BreedProbability(breed=p.breed, probability=round(p.probability, 6)) for p in result.predictions],
         cat_detected=result.cat_detected,
+        breed_identified=result.breed_identified,
         model=_model_info(),
     )
 

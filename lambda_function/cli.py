@@ -109,7 +109,12 @@ def _predict(args: argparse.Namespace, settings: Settings) -> int:
 
         print(json.dumps(predict_response(result).model_dump(), indent=2))
         return 0
-    print(f"{args.source}  (model {card.name} {card.version}; cat detected: {_yes_no(result.cat_detected)})")
+    print(
+        f"{args.source}  (model {card.name} {card.version}; cat detected: {_yes_no(result.cat_detected)}; "
+        f"breed identified: {_yes_no(result.breed_identified)})"
+    )
+    if result.breed_identified is False:
+        print("  No clear breed: perhaps a mixed-breed cat or a breed this model does not know. Closest:")
     width = max(len(p.breed) for p in result.predictions)
     for rank, prediction in enumerate(result.predictions, start=1):
         bar = "#" * round(prediction.probability * 30)

@@ -25,6 +25,30 @@ class Prediction:
     probability: float
 
 
+@dataclass(frozen=True)
+class Answer:
+    """What the model says of one image."""
+
+    predictions: list[Prediction]  # the top k labels, most likely first: the closest breeds even when unsure
+    cat_detected: bool | None  # None: the model has no "No cat" class and cannot tell
+    breed_identified: bool | None  # None: no cat detected, or the model has no breed rule
+
+
+def breed_identified(probabilities: np.ndarray, card: ModelCard) -> bool | None:
+    """The sidecar's breed rule on the most likely breed's share of the breeds' probability, P(breed | cat).
+
+    None for a model without a rule. The caller decides first whether there is a cat at all ("No cat" on top).
+    """
+    rule = card.breed_rule
+    if rule is None:
+        return None
+    breeds = np.array([label != NO_CAT_LABEL for label in card.labels])
+    breed_mass = float(probabilities[breeds].sum())
+    if breed_mass <= 0:
+        return False
+    return rule.identifies(float(probabilities[breeds].max()) / breed_mass)
+
+
 class Classifier:
     """A LiteRT model with its model card, ready to classify preprocessed pixels."""
 
@@ -87,14 +111,17 @@ class Classifier:
             raw = self._interpreter.get_tensor(self._output["index"])[0].copy()
         return self._dequantize_output(raw)
 
-    def classify(self, pixels: np.ndarray, top_k: int) -> list[Prediction]:
-        """The `top_k` most likely labels, most likely first."""
+    def classify(self, pixels: np.ndarray, top_k: int) -> Answer:
+        """The `top_k` most likely labels, most likely first, whether a cat was found and its breed identified."""
         probabilities = self.probabilities(pixels)
         top_k = max(1, min(top_k, len(self.card.labels)))
         order = np.argsort(-probabilities, kind="stable")[:top_k]
-        return [Prediction(self.card.labels[i], float(probabilities[i])) for i in order.tolist()]
+        predictions = [Prediction(self.card.labels[i], float(probabilities[i])) for i in order.tolist()]
+        cat_detected = self._cat_detected(predictions)
+        identified = None if cat_detected is False else breed_identified(probabilities, self.card)
+        return Answer(predictions, cat_detected, identified)
 
-    def cat_detected(self, predictions: list[Prediction]) -> bool | None:
+    def _cat_detected(self, predictions: list[Prediction]) -> bool | None:
         """True when the top label is a breed; None for a model that has no "No cat" class and cannot tell."""
         if NO_CAT_LABEL not in self.card.labels:
             return None

@@ -37,6 +37,18 @@ class InputSpec:
 
 
 @dataclass(frozen=True)
+class BreedRule:
+    """When a cat's breed counts as identified: its most likely breed's probability among the breeds, P(breed |
+    cat), is at least `min_probability`. The model's probabilities are temperature-scaled (calibrated) before
+    the rule reads them; `training.recipe_search` and docs/model.md say how the threshold was chosen."""
+
+    min_probability: float
+
+    def identifies(self, breed_probability_given_cat: float) -> bool:
+        return breed_probability_given_cat >= self.min_probability
+
+
+@dataclass(frozen=True)
 class ModelCard:
     """The parsed sidecar."""
 
@@ -46,11 +58,14 @@ class ModelCard:
     input: InputSpec
     provenance: dict[str, Any] = field(default_factory=dict)
     metrics: dict[str, Any] = field(default_factory=dict)
+    breed_rule: BreedRule | None = None  # None: the model cannot tell an unclear breed (breed_identified is null)
 
     def to_json_dict(self) -> dict[str, Any]:
         body = asdict(self)
         body["labels"] = list(self.labels)
         body["input"]["value_range"] = list(self.input.value_range)
+        if self.breed_rule is None:
+            del body["breed_rule"]
         return {"format_version": SIDECAR_FORMAT_VERSION, **body}
 
 
@@ -114,6 +129,7 @@ def _parse(raw: Any) -> ModelCard:
         if not isinstance(raw[key], str) or not raw[key]:
             raise ValueError(f"'{key}' must be a non-empty string")
     return ModelCard(
+        breed_rule=_breed_rule(raw.get("breed_rule")),
         name=raw["name"],
         version=raw["version"],
         labels=tuple(labels),
@@ -121,6 +137,17 @@ def _parse(raw: Any) -> ModelCard:
         provenance=dict(raw.get("provenance") or {}),
         metrics=dict(raw.get("metrics") or {}),
     )
+
+
+def _breed_rule(raw: Any) -> BreedRule | None:
+    if raw is None:
+        return None
+    if not isinstance(raw, dict):
+        raise TypeError("'breed_rule' must be an object")
+    threshold = raw["min_probability"]
+    if isinstance(threshold, bool) or not isinstance(threshold, int | float) or not 0 <= threshold <= 1:
+        raise ValueError(f"'breed_rule.min_probability' must be a number from 0 to 1, got {threshold!r}")
+    return BreedRule(min_probability=float(threshold))
 
 
 def _positive_int(spec: dict[str, Any], key: str) -> int:

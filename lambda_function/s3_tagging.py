@@ -30,10 +30,11 @@ MAX_TAG_VALUE_CHARS = 256
 TAG_BREED = "cat-breed"
 TAG_PROBABILITY = "cat-breed-probability"
 TAG_DETECTED = "cat-detected"
+TAG_IDENTIFIED = "cat-breed-identified"
 TAG_MODEL = "cat-breed-model"
 TAG_ERROR = "cat-breed-error"
 # Ours in order of importance: the answer (a breed, or why there is none), the model version, then the details.
-OUR_TAGS = (TAG_BREED, TAG_ERROR, TAG_MODEL, TAG_DETECTED, TAG_PROBABILITY)
+OUR_TAGS = (TAG_BREED, TAG_ERROR, TAG_MODEL, TAG_IDENTIFIED, TAG_DETECTED, TAG_PROBABILITY)
 # The answer and the model version are written together or not at all: an answer without its version would be
 # classified again by every retry, and a version without its answer would claim a result that is not there.
 ESSENTIAL_TAGS = 2
@@ -146,17 +147,22 @@ class S3Tagger:
             logger.info("not a usable image", extra={"key": key, "error_code": error.code})
             return self._refused(key, Outcome.NOT_AN_IMAGE, error.code, error.code)
         top = classified.predictions[0]
-        detected = "unknown" if classified.cat_detected is None else str(classified.cat_detected).lower()
         ours = {
             TAG_BREED: sanitise_tag_value(top.breed),
             TAG_PROBABILITY: f"{top.probability:.4f}",
-            TAG_DETECTED: detected,
+            TAG_DETECTED: _tag_value(classified.cat_detected),
+            TAG_IDENTIFIED: _tag_value(classified.breed_identified),
             TAG_MODEL: self.model_tag,
         }
         return ours, TagResult(key, Outcome.TAGGED, top.breed)
 
     def _refused(self, key: str, outcome: Outcome, code: str, detail: str) -> tuple[dict[str, str], TagResult]:
         return {TAG_ERROR: code, TAG_MODEL: self.model_tag}, TagResult(key, outcome, detail=detail)
+
+
+def _tag_value(value: bool | None) -> str:
+    """A yes-or-no answer as a tag value: "true", "false", or "unknown" where the API answers null."""
+    return "unknown" if value is None else str(value).lower()
 
 
 def _version(version_id: str | None) -> dict[str, str]:

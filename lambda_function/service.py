@@ -24,6 +24,7 @@ from lambda_function.uploads import decode_base64_image
 class ClassifiedImage:
     predictions: list[Prediction]
     cat_detected: bool | None
+    breed_identified: bool | None
     preprocessing_ms: float
     inference_ms: float
 
@@ -64,13 +65,15 @@ class BreedService:
             started = time.perf_counter()
             pixels = prepare_image(data, self.classifier.input_size_px, self._limits)
             preprocessed = time.perf_counter()
-            predictions = self.classifier.classify(pixels, top_k)
+            answer = self.classifier.classify(pixels, top_k)
             finished = time.perf_counter()
         preprocessing_ms = (preprocessed - started) * 1000
         inference_ms = (finished - preprocessed) * 1000
         record_metric("PreprocessingMs", MetricUnit.Milliseconds, preprocessing_ms)
         record_metric("InferenceMs", MetricUnit.Milliseconds, inference_ms)
-        return ClassifiedImage(predictions, self.classifier.cat_detected(predictions), preprocessing_ms, inference_ms)
+        return ClassifiedImage(
+            answer.predictions, answer.cat_detected, answer.breed_identified, preprocessing_ms, inference_ms
+        )
 
 
 _service: BreedService | None = None

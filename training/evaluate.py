@@ -44,6 +44,8 @@ SUMMARY_KEYS = (
     "cats_detected",
     "not_cats",
     "not_cats_answered_no_cat",
+    "cats_breed_identified",
+    "identified_breed_top1",
 )
 
 
@@ -54,6 +56,9 @@ def main(argv: list[str] | None = None) -> int:
     source.add_argument("--data", type=Path, help="a folder written by training.prepare_dataset")
     source.add_argument("--photos", type=Path, help="a folder of labelled photos (see above), at any depth")
     parser.add_argument("--split", default="test", choices=["train", "val", "test"], help="default %(default)s")
+    parser.add_argument(
+        "--origin", help="with --data: only the photos of this origin (a dataset's name, e.g. cat-breeds-web)"
+    )
     parser.add_argument("--unknown-as", help='with --photos: the label for photos of no known label ("No cat")')
     parser.add_argument("--record", help="also write the summary into the model's sidecar, under metrics.RECORD")
     parser.add_argument("--out", type=Path, help="output folder (default: beside the model)")
@@ -62,8 +67,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         labels = list(load_sidecar(args.model).labels)
         if args.data:
-            images, truth = split_images(args.data, args.split, labels)
-            description = f"split '{args.split}' of {args.data.name}"
+            images, truth = split_images(args.data, args.split, labels, args.origin)
+            of_origin = f" ({args.origin} photos)" if args.origin else ""
+            description = f"split '{args.split}' of {args.data.name}{of_origin}"
         else:
             images, truth = labelled_photos(args.photos, labels, args.unknown_as)
             description = f"photos in {args.photos.name}/"
@@ -78,11 +84,13 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def split_images(data_dir: Path, split: str, labels: list[str]) -> tuple[list[Path], np.ndarray]:
-    """The prepared images of one split and their label indices."""
-    rows = [row for row in read_manifest(data_dir) if row["split"] == split]
+def split_images(
+    data_dir: Path, split: str, labels: list[str], origin: str | None = None
+) -> tuple[list[Path], np.ndarray]:
+    """The prepared images of one split (of one origin, if given) and their label indices."""
+    rows = [row for row in read_manifest(data_dir) if row["split"] == split and origin in (None, row.get("origin"))]
     if not rows:
-        raise ValueError(f"the prepared dataset has no {split} images")
+        raise ValueError(f"the prepared dataset has no {split} images" + (f" of origin {origin}" if origin else ""))
     unknown = sorted({row["class"] for row in rows} - set(labels))
     if unknown:
         raise ValueError(f"the dataset has classes the model does not know: {unknown[:5]}")
@@ -123,7 +131,7 @@ def evaluate(model_path: Path, images: list[Path], truth: np.ndarray, out_dir: P
     card = load_sidecar(model_path)
     labels = list(card.labels)
     probabilities = predict(model_path, model_pixels(images, card, prepared))
-    metrics = score(probabilities, truth, labels)
+    metrics = score(probabilities, truth, labels) | identified_figures(probabilities, truth, card)
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n", encoding="utf-8")
     plot_confusion(np.array(metrics["confusion_matrix"]), labels, out_dir / "confusion_matrix.png")
@@ -204,6 +212,25 @@ def cat_figures(ranked: np.ndarray, truth: np.ndarray, no_cat: int) -> dict:
     if (~is_cat).any():
         figures["not_cats_answered_no_cat"] = round(float(np.mean(answered_no_cat[~is_cat])), 4)
     return figures
+
+
+def identified_figures(probabilities: np.ndarray, truth: np.ndarray, card: ModelCard) -> dict:
+    """The breed rule (the runtime's own `breed_identified`): the share of the cats whose breed is identified (a
+    cat taken for "No cat" is not), and how often an identified breed is right."""
+    from lambda_function.inference import NO_CAT_LABEL, breed_identified
+
+    labels = list(card.labels)
+    if card.breed_rule is None or NO_CAT_LABEL not in labels:
+        return {}
+    no_cat = labels.index(NO_CAT_LABEL)
+    detected = (truth != no_cat) & (probabilities.argmax(axis=1) != no_cat)
+    identified = np.array([bool(detected[i] and breed_identified(probabilities[i], card)) for i in range(len(truth))])
+    right = probabilities.argmax(axis=1) == truth
+    return {
+        "cats_breed_identified": round(float(identified.sum() / max((truth != no_cat).sum(), 1)), 4),
+        "identified_breed_top1": round(float(right[identified].mean()), 4) if identified.any() else None,
+        "min_breed_probability": card.breed_rule.min_probability,
+    }
 
 
 def per_class(confusion: np.ndarray, labels: list[str]) -> dict[str, dict]:

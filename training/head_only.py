@@ -18,6 +18,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -43,9 +44,8 @@ def train_head_on_features(
     Returns:
         The learner's per-epoch history and the whole classifier's validation metrics.
     """
-    import keras
 
-    from training.train import class_weight_map, compile_model
+    from training.train import compile_model
 
     parts = split_at_head(model)
     extractor = FeatureExtractor(parts.features, size_px)
@@ -57,26 +57,108 @@ def train_head_on_features(
     if parts.gated:
         fit_gate(model, train, labels.index(NO_CAT))
     x_train, y_train, x_val, y_val, classes = _learner_data(train, val, labels, parts.gated, config.flip_features)
-    compile_model(parts.learner, config.head_learning_rate, config)
-    fit = parts.learner.fit(
-        x_train,
-        _one_hot(y_train, classes),
-        validation_data=(x_val, _one_hot(y_val, classes)),
-        epochs=config.head_epochs,
-        batch_size=config.batch_size,
-        class_weight=class_weight_map(np.bincount(y_train, minlength=classes)) if config.class_weights else None,
-        callbacks=[
-            # The loss, not an accuracy: with a dozen classes top-5 saturates at once and top-1 moves in steps.
-            keras.callbacks.EarlyStopping(monitor="val_loss", patience=config.patience, restore_best_weights=True),
-            keras.callbacks.CSVLogger(config.run_dir / "history.csv"),
-        ],
-        verbose=2,
-    )
+    settings = LearnerSettings.from_config(config)
+    fit = fit_learner(parts.learner, x_train, y_train, x_val, y_val, classes, settings, config.run_dir / "history.csv")
+    temperature = calibrate_temperature(parts.learner, x_val, y_val)
     model.save(config.run_dir / "model.keras")
     compile_model(parts.head, config.head_learning_rate, config)
     metrics = parts.head.evaluate(val["vectors"], _one_hot(val["labels"], len(labels)), verbose=0, return_dict=True)
     history = [{key: float(values[i]) for key, values in fit.history.items()} for i in range(len(fit.history["loss"]))]
-    return history, metrics
+    return history, metrics | {"temperature": temperature}
+
+
+def calibrate_temperature(learner: keras.Model, x_val: np.ndarray, y_val: np.ndarray) -> float:
+    """Fit a temperature on the validation split and fold it into the learner's output layer, so the served
+    probabilities are calibrated: softmax((W x + b) / T) is softmax((W / T) x + b / T), no new layer, no cost.
+
+    Returns:
+        The temperature T (above 1: the trained head was overconfident).
+    """
+    from training.breed_rule import fit_temperature
+
+    logits = np.log(np.maximum(learner.predict(x_val, verbose=0, batch_size=512), 1e-30))
+    temperature = fit_temperature(logits, y_val)
+    output = learner.layers[-1]
+    kernel, bias = output.get_weights()
+    output.set_weights([kernel / temperature, bias / temperature])
+    return temperature
+
+
+@dataclass(frozen=True)
+class LearnerSettings:
+    """How the head's softmax layer is trained on feature vectors: by the recipe and by the recipe search alike."""
+
+    dropout: float = 0.2
+    label_smoothing: float = 0.0
+    class_weights: bool = False
+    learning_rate: float = 1e-3
+    epochs: int = 200
+    patience: int = 10
+    batch_size: int = 32
+    seed: int = 42
+
+    @classmethod
+    def from_config(cls, config: TrainConfig) -> LearnerSettings:
+        return cls(
+            dropout=config.dropout,
+            label_smoothing=config.label_smoothing,
+            class_weights=config.class_weights,
+            learning_rate=config.head_learning_rate,
+            epochs=config.head_epochs,
+            patience=config.patience,
+            batch_size=config.batch_size,
+            seed=config.seed,
+        )
+
+
+def make_learner(features: int, classes: int, settings: LearnerSettings) -> keras.Model:
+    """A stand-alone learner shaped as `split_at_head(...).learner` of a linear-head classifier."""
+    import keras
+
+    inputs = keras.Input((features,))
+    x = keras.layers.Dropout(settings.dropout, seed=settings.seed)(inputs)
+    return keras.Model(inputs, keras.layers.Dense(classes, activation="softmax", dtype="float32")(x))
+
+
+def fit_learner(
+    learner: keras.Model,
+    x_train: np.ndarray,
+    y_train: np.ndarray,
+    x_val: np.ndarray,
+    y_val: np.ndarray,
+    classes: int,
+    settings: LearnerSettings,
+    history_csv: Path | None = None,
+) -> keras.callbacks.History:
+    """Adam on the cross-entropy, early stopping on the validation loss with the best weights restored."""
+    import keras
+
+    from training.train import class_weight_map
+
+    learner.compile(
+        optimizer=keras.optimizers.Adam(settings.learning_rate),
+        loss=keras.losses.CategoricalCrossentropy(label_smoothing=settings.label_smoothing),
+        metrics=[
+            keras.metrics.CategoricalAccuracy(name="accuracy"),
+            keras.metrics.TopKCategoricalAccuracy(k=5, name="top5"),
+        ],
+    )
+    callbacks = [
+        # The loss, not an accuracy: with a dozen classes top-5 saturates at once and top-1 moves in steps.
+        keras.callbacks.EarlyStopping(monitor="val_loss", patience=settings.patience, restore_best_weights=True),
+    ]
+    if history_csv is not None:
+        callbacks.append(keras.callbacks.CSVLogger(history_csv))
+    return learner.fit(
+        x_train,
+        _one_hot(y_train, classes),
+        validation_data=(x_val, _one_hot(y_val, classes)),
+        epochs=settings.epochs,
+        batch_size=settings.batch_size,
+        class_weight=class_weight_map(np.bincount(y_train, minlength=classes)) if settings.class_weights else None,
+        callbacks=callbacks,
+        verbose=0 if history_csv is None else 2,
+    )
 
 
 def fit_gate(model: keras.Model, train: dict, no_cat_index: int) -> None:

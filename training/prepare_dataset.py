@@ -6,8 +6,12 @@
 
 `--cats` is either the Kaggle Cat Breeds Dataset as downloaded (`images/<Breed>/*.jpg`, checked against
 `data/cats.csv` when present) or any folder of folders, one per class (`<Breed>/*.jpg`; a folder named "No cat"
-is that class). Every image under each `--no-cat` folder (repeatable; for example the House Rooms dataset, one
-folder per room type, and a folder of other animals and objects) is "No cat".
+is that class). It is repeatable: the default model learns from Oxford-IIIT Pet photos and web photos, whose
+classes are united. Each image keeps its dataset's name as its `origin` (the folder's name, or its parent's when
+the folder is an `images/` folder), and the split is stratified by class and origin, so each split holds both
+kinds of photo in proportion and can be measured per kind (`training.evaluate --origin`). Every image under
+each `--no-cat` folder (repeatable; for example the House Rooms dataset, one folder per room type, and a folder
+of other animals and objects) is "No cat".
 
 Writes `<out>/<train|val|test>/<class>/<sha256>.png`: every image decoded and resized by the serving preprocessing
 (`lambda_function.preprocessing`), stored losslessly, so training sees exactly the pixels serving would compute.
@@ -41,15 +45,16 @@ from lambda_function.preprocessing import DecodeLimits, decode_image, is_image_n
 from lambda_function.settings import DEFAULT_MAX_IMAGE_PIXELS
 
 NO_CAT = "No cat"
+NO_CAT_ORIGIN = "no-cat"
 SPLITS = ("train", "val", "test")
 MANIFEST = "manifest.csv"
-MANIFEST_COLUMNS = ("split", "class", "file", "source", "sha256", "width", "height")
+MANIFEST_COLUMNS = ("split", "class", "origin", "file", "source", "sha256", "width", "height")
 STAGING = ".staging"
 
 
 @dataclass(frozen=True)
 class PrepareConfig:
-    cats_dir: Path
+    cats_dirs: tuple[Path, ...]
     no_cat_dirs: tuple[Path, ...]
     out_dir: Path
     size_px: int = 380
@@ -73,7 +78,8 @@ class Source:
 
     path: Path
     label: str
-    origin: str  # "cats", or the "No cat" folder it came from ("rooms/Kitchen"), for the report
+    origin: str  # the cats' dataset ("cat-breeds-12"), or "no-cat", recorded per image and stratified on
+    folder: str = ""  # for "No cat" images, the folder it came from ("rooms/Kitchen"), for the report
 
 
 @dataclass(frozen=True)
@@ -107,7 +113,11 @@ def main(argv: list[str] | None = None) -> int:
 def parse_args(argv: list[str] | None) -> PrepareConfig:
     parser = argparse.ArgumentParser(prog="python -m training.prepare_dataset", description=__doc__.split("\n\n")[0])
     parser.add_argument(
-        "--cats", type=Path, help="the Kaggle Cat Breeds Dataset folder (holds images/), or one folder per class"
+        "--cats",
+        type=Path,
+        action="append",
+        default=[],
+        help="the Kaggle Cat Breeds Dataset folder (holds images/), or one folder per class; repeatable",
     )
     parser.add_argument(
         "--no-cat",
@@ -132,11 +142,12 @@ def parse_args(argv: list[str] | None) -> PrepareConfig:
         help="fetch both datasets with kagglehub first (needs Kaggle credentials and internet)",
     )
     args = parser.parse_args(argv)
-    cats, no_cat = args.cats, list(args.no_cat)
+    cats, no_cat = list(args.cats), list(args.no_cat)
     if args.download:
-        cats, rooms = download_datasets()
+        kaggle_cats, rooms = download_datasets()
+        cats.append(kaggle_cats)
         no_cat.append(rooms)
-    if cats is None:
+    if not cats:
         parser.error("give --cats (or --download)")
     try:
         fractions = tuple(float(part) / 100 for part in args.split.split("/"))
@@ -145,7 +156,7 @@ def parse_args(argv: list[str] | None) -> PrepareConfig:
     if len(fractions) != 3:
         parser.error(f"--split {args.split!r} needs three parts")
     return PrepareConfig(
-        cats_dir=cats,
+        cats_dirs=tuple(cats),
         no_cat_dirs=tuple(no_cat),
         out_dir=args.out,
         size_px=args.size,
@@ -187,25 +198,42 @@ def images_under(folder: Path) -> list[Path]:
 
 
 def collect_sources(config: PrepareConfig) -> tuple[list[Source], dict[str, object]]:
-    """Every candidate image with its class: one class per folder of `--cats`, "No cat" for every `--no-cat` image."""
-    if not config.cats_dir.is_dir():
-        raise FileNotFoundError(f"{config.cats_dir} not found: --cats must be a folder of class folders")
-    # The Kaggle download keeps its class folders in images/; any other dataset is the folder of folders itself.
-    images_dir = config.cats_dir / "images" if (config.cats_dir / "images").is_dir() else config.cats_dir
-    sources = [
-        Source(path, path.relative_to(images_dir).parts[0], "cats")
-        for path in images_under(images_dir)
-        if len(path.relative_to(images_dir).parts) == 2
-    ]
+    """Every candidate image with its class: one class per folder of each `--cats`, "No cat" for every `--no-cat`
+    image."""
+    sources: list[Source] = []
+    csv_checks: dict[str, object] = {}
+    for cats_dir in config.cats_dirs:
+        if not cats_dir.is_dir():
+            raise FileNotFoundError(f"{cats_dir} not found: --cats must be a folder of class folders")
+        # The Kaggle download keeps its class folders in images/; any other dataset is the folder of folders itself.
+        images_dir = cats_dir / "images" if (cats_dir / "images").is_dir() else cats_dir
+        origin = dataset_name(cats_dir)
+        found = [
+            Source(path, path.relative_to(images_dir).parts[0], origin)
+            for path in images_under(images_dir)
+            if len(path.relative_to(images_dir).parts) == 2
+        ]
+        csv_checks[origin] = check_against_csv(cats_dir / "data" / "cats.csv", found)
+        sources += found
+    if len(csv_checks) < len(config.cats_dirs):
+        raise ValueError("two --cats folders have the same name; their photos could not be told apart")
     for folder in config.no_cat_dirs:
         if not folder.is_dir():
             raise FileNotFoundError(f"--no-cat folder {folder} not found")
         sources += [
-            Source(path, NO_CAT, path.parent.relative_to(folder.parent).as_posix()) for path in images_under(folder)
+            Source(path, NO_CAT, NO_CAT_ORIGIN, path.parent.relative_to(folder.parent).as_posix())
+            for path in images_under(folder)
         ]
     if not sources:
-        raise ValueError(f"no images found in class folders under {images_dir}")
-    return sources, check_against_csv(config.cats_dir / "data" / "cats.csv", sources)
+        raise ValueError(f"no images found in class folders under {', '.join(map(str, config.cats_dirs))}")
+    return sources, csv_checks
+
+
+def dataset_name(cats_dir: Path) -> str:
+    """The name an image's origin is recorded under: `cat-breeds-12` for `.../cat-breeds-12/images` or for
+    `.../cat-breeds-12`."""
+    resolved = cats_dir.resolve()
+    return resolved.parent.name if resolved.name == "images" else resolved.name
 
 
 def check_against_csv(csv_path: Path, sources: list[Source]) -> dict[str, object]:
@@ -214,7 +242,7 @@ def check_against_csv(csv_path: Path, sources: list[Source]) -> dict[str, object
         return {"cats_csv": "absent"}
     with csv_path.open(newline="", encoding="utf-8") as handle:
         breed_by_id = {row["id"]: row["breed"] for row in csv.DictReader(handle) if "id" in row and "breed" in row}
-    cats = [s for s in sources if s.origin == "cats"]
+    cats = [s for s in sources if s.label != NO_CAT]
     ids = [s.path.stem.split("_")[0] for s in cats]
     listed = [breed_by_id.get(i) for i in ids]
     return {
@@ -292,19 +320,20 @@ def cap_per_class(kept: list[Screened], config: PrepareConfig) -> dict[str, list
 
 
 def split_stratified(by_class: dict[str, list[Screened]], config: PrepareConfig) -> dict[str, dict[str, list]]:
-    """Per class: a seeded shuffle, then the first fraction to train, the next to val, the rest to test."""
+    """Per class and origin: a seeded shuffle, then the first fraction to train, the next to val, the rest to test."""
     rng = random.Random(config.seed + 1)
-    splits: dict[str, dict[str, list[Screened]]] = {split: {} for split in SPLITS}
+    splits: dict[str, dict[str, list[Screened]]] = {split: defaultdict(list) for split in SPLITS}
     for label, items in by_class.items():
-        shuffled = items[:]
-        rng.shuffle(shuffled)
-        n_val = round(len(shuffled) * config.fractions[1])
-        n_test = round(len(shuffled) * config.fractions[2])
-        n_train = len(shuffled) - n_val - n_test
-        splits["train"][label] = shuffled[:n_train]
-        splits["val"][label] = shuffled[n_train : n_train + n_val]
-        splits["test"][label] = shuffled[n_train + n_val :]
-    return splits
+        for origin in sorted({item.source.origin for item in items}):
+            shuffled = [item for item in items if item.source.origin == origin]
+            rng.shuffle(shuffled)
+            n_val = round(len(shuffled) * config.fractions[1])
+            n_test = round(len(shuffled) * config.fractions[2])
+            n_train = len(shuffled) - n_val - n_test
+            splits["train"][label] += shuffled[:n_train]
+            splits["val"][label] += shuffled[n_train : n_train + n_val]
+            splits["test"][label] += shuffled[n_train + n_val :]
+    return {split: dict(by_label) for split, by_label in splits.items()}
 
 
 def place_files(splits: dict[str, dict[str, list[Screened]]], config: PrepareConfig) -> list[dict[str, object]]:
@@ -322,6 +351,7 @@ def place_files(splits: dict[str, dict[str, list[Screened]]], config: PrepareCon
                     {
                         "split": split,
                         "class": label,
+                        "origin": item.source.origin,
                         "file": relative.as_posix(),
                         "source": str(item.source.path),
                         "sha256": item.sha256,
@@ -344,6 +374,7 @@ def build_report(
 ) -> dict:
     dropped = Counter(item.dropped for item in screened if item.dropped)
     per_split = {split: Counter(row["class"] for row in rows if row["split"] == split) for split in SPLITS}
+    origins = sorted({str(row["origin"]) for row in rows})
     return {
         "config": {
             "size_px": config.size_px,
@@ -354,9 +385,9 @@ def build_report(
         },
         "sources": {
             "images_found": len(sources),
-            "by_origin": dict(Counter(s.origin.split("/")[0] for s in sources)),
-            "no_cat_folders": dict(sorted(Counter(s.origin for s in sources if s.label == NO_CAT).items())),
-            **csv_check,
+            "by_origin": dict(Counter(s.origin for s in sources)),
+            "no_cat_folders": dict(sorted(Counter(s.folder for s in sources if s.label == NO_CAT).items())),
+            "cats_csv": csv_check,
         },
         "dropped": {
             "unreadable": dropped.get("unreadable", 0),
@@ -372,6 +403,10 @@ def build_report(
             for label in sorted({s.label for s in sources})
         },
         "totals": {split: sum(per_split[split].values()) for split in SPLITS},
+        "totals_by_origin": {
+            origin: {split: sum(row["split"] == split and row["origin"] == origin for row in rows) for split in SPLITS}
+            for origin in origins
+        },
     }
 
 

@@ -27,7 +27,7 @@ from dataclasses import MISSING, asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-from lambda_function.model_contract import InputSpec, ModelCard, write_sidecar
+from lambda_function.model_contract import BreedRule, InputSpec, ModelCard, write_sidecar
 from training.model import BACKBONES, DEFAULT_BACKBONE
 from training.prepare_dataset import MANIFEST, NO_CAT, class_names, read_manifest
 
@@ -108,6 +108,14 @@ class TrainConfig:
         default=True,
         metadata=_flag("--no-flip-features", "with --head-only: do not add the mirror images' features"),
     )
+    min_breed_probability: float | None = field(
+        default=None,
+        metadata=_flag(
+            "--min-breed-probability",
+            "the breed rule written into the sidecar: a cat's breed is identified when its calibrated P(breed | cat) "
+            "is at least this (docs/model.md says how it was chosen); none: no rule, breed_identified is null",
+        ),
+    )
     model_name: str | None = field(
         default=None, metadata=_flag("--name", "the model's name in its sidecar (default <backbone>-cat-breeds)")
     )
@@ -134,6 +142,10 @@ class TrainConfig:
             (self.cache in ("disk", "memory", "none"), "--cache must be disk, memory or none"),
             (self.max_steps_per_epoch is None or self.max_steps_per_epoch >= 1, "--max-steps-per-epoch must be >= 1"),
             (self.hidden_units >= 0, "--hidden-units must be 0 (a linear head) or more"),
+            (
+                self.min_breed_probability is None or 0 <= self.min_breed_probability <= 1,
+                "--min-breed-probability must be from 0 to 1",
+            ),
             (
                 not (self.head_only and self.fine_tune_epochs),
                 "--head-only trains on cached features and cannot fine-tune: --fine-tune-epochs must be 0",
@@ -410,6 +422,7 @@ def write_run_outputs(
             "config": {k: str(v) if isinstance(v, Path) else v for k, v in asdict(config).items()},
         },
         metrics={"val_" + k: round(float(v), 4) for k, v in metrics.items()} | {"epochs_run": len(history)},
+        breed_rule=None if config.min_breed_probability is None else BreedRule(config.min_breed_probability),
     )
     write_sidecar(config.run_dir / "model.keras", card)
     plot_curves(history, config.run_dir / "curves.png", phase_boundary=config.head_epochs)

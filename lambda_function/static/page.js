@@ -114,8 +114,16 @@
       ui.predictions.hidden = true;
       return;
     }
-    setStatus(`Most likely: ${top.breed} (${percent.format(top.probability)})`);
-    setDetail("");
+    if (answer.breed_identified === false) {
+      setStatus(
+        "No clear breed: perhaps a mixed-breed cat or a breed this model does not know. " +
+          `Closest: ${top.breed} (${percent.format(top.probability)})`,
+      );
+      setDetail("The bars show the breeds this cat looks most like, not a breed it was recognised as.");
+    } else {
+      setStatus(`Most likely: ${top.breed} (${percent.format(top.probability)})`);
+      setDetail("");
+    }
     ui.predictions.replaceChildren(...answer.predictions.map(predictionItem));
     ui.predictions.hidden = false;
   }

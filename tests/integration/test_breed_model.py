@@ -124,7 +124,8 @@ def head_only_arguments(data: Path, run: Path) -> list[str]:
 def test_prepare_takes_a_folder_of_folders_and_several_no_cat_folders(head_only_run):
     report = json.loads((head_only_run["data"] / "report.json").read_text())
 
-    assert report["sources"]["cats_csv"] == "absent"
+    assert report["sources"]["cats_csv"] == {"cats": {"cats_csv": "absent"}}
+    assert report["sources"]["by_origin"] == {"cats": 24 * len(SLICE_BREEDS), "no-cat": 40}
     assert report["sources"]["no_cat_folders"] == {
         "no-cat/objects": 20,
         "no-cat/rooms/Bedroom": 10,

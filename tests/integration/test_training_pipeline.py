@@ -89,7 +89,8 @@ def test_prepare_counts_every_dropped_file_exactly(prepared, dataset):
         "too_small": dataset.too_small_files,
         "duplicates": dataset.duplicate_files,
     }
-    assert report["sources"]["cats_csv"] == "present" and report["sources"]["folder_breed_differs_from_csv"] == 0
+    csv_check = report["sources"]["cats_csv"][dataset.cats_dir.name]
+    assert csv_check["cats_csv"] == "present" and csv_check["folder_breed_differs_from_csv"] == 0
     assert report["sources"]["no_cat_folders"] == {"rooms/Bathroom": 20, "rooms/Kitchen": 21}
     for label in (*BREEDS, "No cat"):
         counts = report["classes"][label]

@@ -94,6 +94,9 @@ def test_input_shape_that_disagrees_with_the_model_is_refused(model_copy):
         ("input.height_px", -3, "positive integer"),
         ("input.value_range", [255, 0], "increasing"),
         ("name", "", "non-empty string"),
+        ("breed_rule", {"min_probability": 1.5}, "from 0 to 1"),
+        ("breed_rule", {"min_probability": True}, "from 0 to 1"),
+        ("breed_rule", "high", "must be an object"),
     ],
 )
 def test_invalid_fields_are_refused(model_copy, key, value, message):
