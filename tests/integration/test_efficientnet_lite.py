@@ -133,14 +133,36 @@ def test_committed_starter_is_exactly_what_the_builder_makes(tmp_path):
     rebuilt = tmp_path / "starter.tflite"
     build(rebuilt, REPO_DIR.parent / "shared" / "photos")
 
-    assert hashlib.sha256(rebuilt.read_bytes()).hexdigest() == hashlib.sha256(COMMITTED.read_bytes()).hexdigest()
+    # Byte for byte on the machine that built it; elsewhere the converter's folding of BatchNorm into the
+    # convolutions can round differently (measured: at most 1e-3 on one CPU, on weights of magnitude about 1), so
+    # the check is every tensor's name, shape and values within float rounding.
+    if hashlib.sha256(rebuilt.read_bytes()).digest() != hashlib.sha256(COMMITTED.read_bytes()).digest():
+        fresh_tensors, committed_tensors = _constant_tensors(rebuilt), _constant_tensors(COMMITTED)
+        assert fresh_tensors.keys() == committed_tensors.keys()
+        for name, values in committed_tensors.items():
+            assert fresh_tensors[name].shape == values.shape, name
+            scale = max(1.0, float(np.abs(values).max()))
+            assert np.abs(fresh_tensors[name] - values).max() <= 2e-3 * scale, name
     committed, fresh = load_sidecar(COMMITTED), load_sidecar(rebuilt)
-    # The fitted calibration can differ in its 7th digit between CPUs (oneDNN kernels with or without AVX-512);
-    # the float32 weights of the model, and so its bytes, do not.
+    # The fitted calibration can differ in its 7th digit between CPUs (oneDNN kernels with or without AVX-512).
     fresh_figures, committed_figures = fresh.metrics["shared_photos"], committed.metrics["shared_photos"]
     fitted, expected = fresh_figures.pop("calibration"), committed_figures.pop("calibration")
     assert fresh_figures == committed_figures
     assert fitted == pytest.approx(expected, abs=1e-5)
+
+
+def _constant_tensors(model: Path) -> dict[str, np.ndarray]:
+    """The model's weights by tensor name, as float64 (tensors without data, the activations, are left out)."""
+    from ai_edge_litert.interpreter import Interpreter
+
+    interpreter = Interpreter(model_path=str(model))
+    tensors = {}
+    for detail in interpreter.get_tensor_details():
+        try:
+            tensors[detail["name"]] = interpreter.get_tensor(detail["index"]).astype(np.float64)
+        except ValueError:  # no data: an activation, filled only when the model runs
+            continue
+    return tensors
 
 
 @pytest.mark.skipif(
