@@ -37,10 +37,10 @@ class Answer:
 def breed_identified(probabilities: np.ndarray, card: ModelCard) -> bool | None:
     """The sidecar's breed rule on the most likely breed's share of the breeds' probability, P(breed | cat).
 
-    None for a model without a rule. The caller decides first whether there is a cat at all ("No cat" on top).
+    None when "No cat" is the top answer, and for a model without a rule.
     """
     rule = card.breed_rule
-    if rule is None:
+    if rule is None or card.labels[int(np.argmax(probabilities))] == NO_CAT_LABEL:
         return None
     breeds = np.array([label != NO_CAT_LABEL for label in card.labels])
     breed_mass = float(probabilities[breeds].sum())
@@ -117,9 +117,7 @@ class Classifier:
         top_k = max(1, min(top_k, len(self.card.labels)))
         order = np.argsort(-probabilities, kind="stable")[:top_k]
         predictions = [Prediction(self.card.labels[i], float(probabilities[i])) for i in order.tolist()]
-        cat_detected = self._cat_detected(predictions)
-        identified = None if cat_detected is False else breed_identified(probabilities, self.card)
-        return Answer(predictions, cat_detected, identified)
+        return Answer(predictions, self._cat_detected(predictions), breed_identified(probabilities, self.card))
 
     def _cat_detected(self, predictions: list[Prediction]) -> bool | None:
         """True when the top label is a breed; None for a model that has no "No cat" class and cannot tell."""

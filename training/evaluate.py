@@ -223,11 +223,11 @@ def identified_figures(probabilities: np.ndarray, truth: np.ndarray, card: Model
     if card.breed_rule is None or NO_CAT_LABEL not in labels:
         return {}
     no_cat = labels.index(NO_CAT_LABEL)
-    detected = (truth != no_cat) & (probabilities.argmax(axis=1) != no_cat)
-    identified = np.array([bool(detected[i] and breed_identified(probabilities[i], card)) for i in range(len(truth))])
+    is_cat = truth != no_cat
+    identified = is_cat & np.array([breed_identified(row, card) is True for row in probabilities])
     right = probabilities.argmax(axis=1) == truth
     return {
-        "cats_breed_identified": round(float(identified.sum() / max((truth != no_cat).sum(), 1)), 4),
+        "cats_breed_identified": round(float(identified.sum() / max(is_cat.sum(), 1)), 4),
         "identified_breed_top1": round(float(right[identified].mean()), 4) if identified.any() else None,
         "min_breed_probability": card.breed_rule.min_probability,
     }

@@ -44,7 +44,6 @@ def train_head_on_features(
     Returns:
         The learner's per-epoch history and the whole classifier's validation metrics.
     """
-
     from training.train import compile_model
 
     parts = split_at_head(model)

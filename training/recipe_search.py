@@ -19,7 +19,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
@@ -325,7 +325,7 @@ def main(argv: list[str] | None = None) -> int:
             results["recipes"].append(evaluate_recipe(features, recipe, args.seed))
             args.out.write_text(json.dumps(results, indent=1) + "\n")
     if args.study in ("leave-breeds-out", "both"):
-        recipe = RECIPES[args.recipe] if args.recipe is not None else replace(RECIPES[1])
+        recipe = RECIPES[1 if args.recipe is None else args.recipe]
         features = Features(args.features, recipe.backbones, recipe.augmented)
         results["leave_breeds_out"] = {"recipe": asdict(recipe)} | leave_breeds_out(features, recipe, args.seed)
         args.out.write_text(json.dumps(results, indent=1) + "\n")

@@ -18,7 +18,7 @@ import pytest
 
 from conversion.convert import main as convert_main
 from lambda_function.inference import Classifier
-from lambda_function.model_contract import load_sidecar
+from lambda_function.model_contract import BreedRule, load_sidecar
 from tests.conftest import EVENTS_DIR, PHOTOS_DIR, REPO_DIR, SHARED_DIR
 from training import evaluate, prepare_dataset, train
 
@@ -118,6 +118,7 @@ def head_only_arguments(data: Path, run: Path) -> list[str]:
     return [
         *("--data", str(data), "--run", str(run), "--backbone", "efficientnet-lite0", "--head-only", "--cat-gate"),
         *("--hidden-units", "0", "--head-epochs", "60", "--patience", "10", "--batch-size", "16"),
+        *("--min-breed-probability", "0.5"),
     ]
 
 
@@ -153,6 +154,11 @@ def test_head_only_recipe_trains_a_gated_model_well_above_chance(head_only_run, 
     assert load_sidecar(tflite).metrics["held_back_test"]["top1_accuracy"] == summary["top1_accuracy"]
     classifier = Classifier(tflite, num_threads=1)
     assert classifier.card.labels == card.labels
+    # The rule travels from training through conversion; the temperature was fitted on validation.
+    assert card.breed_rule == classifier.card.breed_rule == BreedRule(min_probability=0.5)
+    assert card.metrics["val_temperature"] > 0
+    assert 0 < summary["cats_breed_identified"] <= summary["cats_detected"]
+    assert 0 <= summary["identified_breed_top1"] <= 1
 
 
 def test_head_only_rerun_gives_the_same_metrics(head_only_run, tmp_path):

@@ -25,13 +25,19 @@ def card_with(rule: BreedRule | None, model_path: Path) -> ModelCard:
 
 def test_the_rule_reads_the_top_breeds_share_of_the_breeds(model_path):
     card = card_with(BreedRule(min_probability=0.6), model_path)
-    # P(cat) = 0.5, of which Persian has 0.35: P(Persian | cat) = 0.7, over the threshold though 0.35 is not.
-    half_cat = np.array([0.1, 0.5, 0.35, 0.05])
+    # P(cat) = 0.6, of which Persian has 0.42: P(Persian | cat) = 0.7, over the threshold though 0.42 is not.
+    half_cat = np.array([0.05, 0.40, 0.42, 0.13])
     # A cat for sure, split between two breeds: P(top breed | cat) = 0.5.
     torn = np.array([0.5, 0.0, 0.5, 0.0])
 
     assert breed_identified(half_cat, card) is True
     assert breed_identified(torn, card) is False
+
+
+def test_no_cat_on_top_has_no_breed_to_identify(model_path):
+    card = card_with(BreedRule(min_probability=0.0), model_path)
+
+    assert breed_identified(np.array([0.0, 0.55, 0.45, 0.0]), card) is None
 
 
 def test_a_model_without_a_rule_cannot_tell(model_path):
