@@ -1,13 +1,13 @@
 # syntax=docker/dockerfile:1
 # The serving image: the runtime dependencies, the lambda_function package and one model, nothing else.
-#   Lambda (default target; sam build uses it):  docker build --build-arg MODEL=cat-breeds-12 -t cat-breeds .
+#   Lambda (default target; sam build uses it):  docker build --build-arg MODEL=cat-breeds-34 -t cat-breeds .
 #   Kubernetes HTTP server (kube-config/):       docker build --target server -t cat-breeds-server .
-# MODEL names a file pair in models/ (models/MODEL.tflite and models/MODEL.json); cat-breeds-12 is the default.
+# MODEL names a file pair in models/ (models/MODEL.tflite and models/MODEL.json); cat-breeds-34 is the default.
 
 # A dated tag of AWS's Lambda base image for Python 3.12 (multi-architecture: x86_64 and arm64).
 FROM public.ecr.aws/lambda/python:3.12.2026.10.03.13 AS lambda
 
-ARG MODEL=cat-breeds-12
+ARG MODEL=cat-breeds-34
 ENV MODEL_PATH=${LAMBDA_TASK_ROOT}/models/${MODEL}.tflite \
     PYTHONDONTWRITEBYTECODE=1
 

@@ -37,7 +37,7 @@ S3_GET_CLASS_CALLS, S3_PUT_CLASS_CALLS = 3, 1
 S3_CALL_S = 0.030
 S3_WRITES_PER_S_PER_PREFIX = 3500
 MODELS = {
-    "cat-breeds-12 (Lite2, float16, 260 px)": "the default model",
+    "cat-breeds-34 (Lite2, float16, 260 px)": "the default model",
     "EfficientNetB4 (float16, 380 px)": "a B4 model",
 }
 

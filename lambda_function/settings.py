@@ -16,7 +16,7 @@ from pathlib import Path
 PACKAGE_DIR = Path(__file__).resolve().parent
 REPO_DIR = PACKAGE_DIR.parent
 # The default model (12 breeds and "No cat", docs/model.md) is committed here; `make breed-model` rebuilds it.
-DEFAULT_MODEL_PATH = REPO_DIR / "models" / "cat-breeds-12.tflite"
+DEFAULT_MODEL_PATH = REPO_DIR / "models" / "cat-breeds-34.tflite"
 
 # API Gateway and Lambda cap a synchronous payload at 6 MB; base64 inflates by 4/3, and the JSON envelope
 # needs some room, so about 4.5 MB of image is what a client can really send.

@@ -55,9 +55,10 @@ def train_head_on_features(
     )
     if parts.gated:
         fit_gate(model, train, labels.index(NO_CAT))
-    x_train, y_train, x_val, y_val, classes = _learner_data(train, val, labels, parts.gated, config.flip_features)
+    data = _learner_data(train, val, labels, parts.gated, config.flip_features)
     settings = LearnerSettings.from_config(config)
-    fit = fit_learner(parts.learner, x_train, y_train, x_val, y_val, classes, settings, config.run_dir / "history.csv")
+    fit = fit_learner(parts.learner, *data.arrays, data.classes, settings, config.run_dir / "history.csv", data.origins)
+    _, _, x_val, y_val = data.arrays
     temperature = calibrate_temperature(parts.learner, x_val, y_val)
     model.save(config.run_dir / "model.keras")
     compile_model(parts.head, config.head_learning_rate, config)
@@ -95,10 +96,13 @@ class LearnerSettings:
     patience: int = 10
     batch_size: int = 32
     seed: int = 42
+    # Per photo origin (a dataset's name), the weight of its photos in the loss and in early stopping; others 1.
+    origin_weights: tuple[tuple[str, float], ...] = ()
 
     @classmethod
     def from_config(cls, config: TrainConfig) -> LearnerSettings:
         return cls(
+            origin_weights=tuple(config.origin_weight_map().items()),
             dropout=config.dropout,
             label_smoothing=config.label_smoothing,
             class_weights=config.class_weights,
@@ -128,11 +132,14 @@ def fit_learner(
     classes: int,
     settings: LearnerSettings,
     history_csv: Path | None = None,
+    origins: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> keras.callbacks.History:
-    """Adam on the cross-entropy, early stopping on the validation loss with the best weights restored."""
-    import keras
+    """Adam on the cross-entropy, early stopping on the validation loss with the best weights restored.
 
-    from training.train import class_weight_map
+    With `origins` (the training and validation rows' origins) and `settings.origin_weights`, each photo's loss
+    is weighted by its origin, in training and in the validation loss that stops it alike.
+    """
+    import keras
 
     learner.compile(
         optimizer=keras.optimizers.Adam(settings.learning_rate),
@@ -148,16 +155,36 @@ def fit_learner(
     ]
     if history_csv is not None:
         callbacks.append(keras.callbacks.CSVLogger(history_csv))
+    train_weights, val_weights = sample_weights(y_train, classes, settings, origins)
+    validation = (x_val, _one_hot(y_val, classes)) + ((val_weights,) if val_weights is not None else ())
     return learner.fit(
         x_train,
         _one_hot(y_train, classes),
-        validation_data=(x_val, _one_hot(y_val, classes)),
+        validation_data=validation,
         epochs=settings.epochs,
         batch_size=settings.batch_size,
-        class_weight=class_weight_map(np.bincount(y_train, minlength=classes)) if settings.class_weights else None,
+        sample_weight=train_weights,
         callbacks=callbacks,
         verbose=0 if history_csv is None else 2,
     )
+
+
+def sample_weights(
+    y_train: np.ndarray, classes: int, settings: LearnerSettings, origins: tuple[np.ndarray, np.ndarray] | None
+) -> tuple[np.ndarray | None, np.ndarray | None]:
+    """Each training photo's weight (its class's, times its origin's) and each validation photo's (its origin's),
+    each scaled to a mean of 1 so that the learning rate means the same; None where all would be 1."""
+    from training.train import class_weight_map
+
+    weight_of = dict(settings.origin_weights)
+    train = val = None
+    if origins is not None and weight_of:
+        train, val = (np.array([weight_of.get(str(origin), 1.0) for origin in rows]) for rows in origins)
+    if settings.class_weights:
+        by_class = class_weight_map(np.bincount(y_train, minlength=classes))
+        per_class = np.array([by_class[int(label)] for label in y_train])
+        train = per_class if train is None else train * per_class
+    return (None if train is None else train / train.mean()), (None if val is None else val / val.mean())
 
 
 def fit_gate(model: keras.Model, train: dict, no_cat_index: int) -> None:
@@ -170,23 +197,30 @@ def fit_gate(model: keras.Model, train: dict, no_cat_index: int) -> None:
     model.get_layer("cat_gate").calibrate(calibration)
 
 
-def _learner_data(
-    train: dict, val: dict, labels: list[str], gated: bool, flip: bool
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, int]:
-    """What the learner trains on: pooled features and labels (for a gated classifier, the cats and breeds only)."""
+@dataclass(frozen=True)
+class LearnerData:
+    """What the learner trains on: pooled features, labels and origins (for a gated classifier, the cats only)."""
+
+    arrays: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]  # x_train, y_train, x_val, y_val
+    origins: tuple[np.ndarray, np.ndarray]  # of the training rows (mirror images included) and the validation rows
+    classes: int
+
+
+def _learner_data(train: dict, val: dict, labels: list[str], gated: bool, flip: bool) -> LearnerData:
     no_cat = labels.index(NO_CAT) if gated else -1
 
-    def select(split: dict, vectors: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def select(split: dict, vectors: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         keep = split["labels"] != no_cat
         targets = split["labels"][keep]
-        return vectors[keep], (targets - (targets > no_cat)) if gated else targets
+        return vectors[keep], (targets - (targets > no_cat)) if gated else targets, split["origins"][keep]
 
-    x_train, y_train = select(train, train["vectors"][0])
+    x_train, y_train, o_train = select(train, train["vectors"][0])
     if flip:
-        x_flipped, _ = select(train, train["flipped"][0])
+        x_flipped, _, _ = select(train, train["flipped"][0])
         x_train, y_train = np.concatenate([x_train, x_flipped]), np.concatenate([y_train, y_train])
-    x_val, y_val = select(val, val["vectors"][0])
-    return x_train, y_train, x_val, y_val, len(labels) - (1 if gated else 0)
+        o_train = np.concatenate([o_train, o_train])
+    x_val, y_val, o_val = select(val, val["vectors"][0])
+    return LearnerData((x_train, y_train, x_val, y_val), (o_train, o_val), len(labels) - (1 if gated else 0))
 
 
 class FeatureExtractor:
@@ -238,23 +272,26 @@ def cached_features(
     cache = config.run_dir / f"features-{split}.npz"
     if cache.is_file():
         with np.load(cache) as stored:
-            if str(stored["key"]) == cache_key and ("flipped_0" in stored or not flipped):
+            if str(stored["key"]) == cache_key and ("flipped_0" in stored or not flipped) and "origins" in stored:
                 return _unpack(stored)
     chosen = [row for row in rows if row["split"] == split]
     if not chosen:
         raise ValueError(f"the prepared dataset has no {split} images")
     paths = [config.data_dir / row["file"] for row in chosen]
-    result = {"labels": np.array([labels.index(row["class"]) for row in chosen])}
+    result = {
+        "labels": np.array([labels.index(row["class"]) for row in chosen]),
+        "origins": np.array([row.get("origin", "") for row in chosen]),
+    }
     result["vectors"] = extractor.features(paths, mirror=False)
     if flipped:
         result["flipped"] = extractor.features(paths, mirror=True)
     arrays = {f"{name}_{i}": array for name in ("vectors", "flipped") for i, array in enumerate(result.get(name, []))}
-    np.savez(cache, key=np.array(cache_key), labels=result["labels"], **arrays)
+    np.savez(cache, key=np.array(cache_key), labels=result["labels"], origins=result["origins"], **arrays)
     return result
 
 
 def _unpack(stored: np.lib.npyio.NpzFile) -> dict:
-    result: dict = {"labels": stored["labels"]}
+    result: dict = {"labels": stored["labels"], "origins": stored["origins"]}
     for name in ("vectors", "flipped"):
         arrays = [stored[key] for key in sorted(stored.files) if key.startswith(f"{name}_")]  # at most 2 of each
         if arrays:

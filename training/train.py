@@ -104,6 +104,14 @@ class TrainConfig:
             "breeds alone (efficientnet-lite backbones; see training/cat_gate.py)",
         ),
     )
+    origin_weights: str | None = field(
+        default=None,
+        metadata=_flag(
+            "--origin-weights",
+            "with --head-only: weights of the photos of some origins (a dataset's name) in the loss and early "
+            "stopping, as ORIGIN=WEIGHT[,ORIGIN=WEIGHT]; e.g. cat-breeds-12=5 for a set with cleaner labels",
+        ),
+    )
     flip_features: bool = field(
         default=True,
         metadata=_flag("--no-flip-features", "with --head-only: do not add the mirror images' features"),
@@ -158,6 +166,26 @@ class TrainConfig:
         for holds, message in checks:
             if not holds:
                 raise ValueError(message)
+        if self.origin_weights and not self.head_only:
+            raise ValueError("--origin-weights works with --head-only (the two-phase recipe does not weight photos)")
+        self.origin_weight_map()  # raises on a malformed value
+
+    def origin_weight_map(self) -> dict[str, float]:
+        """`--origin-weights` as {origin: weight}.
+
+        Raises:
+            ValueError: not ORIGIN=WEIGHT pairs, or a weight that is not above 0.
+        """
+        weights = {}
+        for pair in filter(None, (self.origin_weights or "").split(",")):
+            origin, _, value = pair.partition("=")
+            try:
+                weights[origin.strip()] = float(value)
+            except ValueError:
+                raise ValueError(f"--origin-weights: {pair!r} is not ORIGIN=WEIGHT") from None
+            if not origin.strip() or not weights[origin.strip()] > 0:
+                raise ValueError(f"--origin-weights: {pair!r} needs an origin and a weight above 0")
+        return weights
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,7 +1,8 @@
-"""The default 12-breed model: what it serves, that its recorded figures are true, and the recipe that trains it.
+"""The default 34-breed model: what it serves, that its recorded figures are true, and the recipe that trains it.
 
-The recipe test runs the whole CPU path of `make breed-model` (prepare, head-only training with the cat gate,
-conversion, evaluation through the serving runtime) on a small slice of the shared training set.
+The recipe test runs the whole CPU path of `make breed-model` (prepare from both photo sets, head-only training
+with the cat gate, temperature and breed rule, conversion, evaluation through the serving runtime) on a small slice
+of the two shared training sets.
 """
 
 from __future__ import annotations
@@ -22,21 +23,25 @@ from lambda_function.model_contract import BreedRule, load_sidecar
 from tests.conftest import EVENTS_DIR, PHOTOS_DIR, REPO_DIR, SHARED_DIR
 from training import evaluate, prepare_dataset, train
 
-DEFAULT_MODEL = REPO_DIR / "models" / "cat-breeds-12.tflite"
-TRAINING_SET = SHARED_DIR / "datasets" / "cat-breeds-12"
-SLICE_BREEDS = ("Bengal", "Maine Coon", "Persian", "Siamese")
+DEFAULT_MODEL = REPO_DIR / "models" / "cat-breeds-34.tflite"
+OXFORD_SET = SHARED_DIR / "datasets" / "cat-breeds-12"
+WEB_SET = SHARED_DIR / "datasets" / "cat-breeds-web"
+SLICE = {OXFORD_SET: ("Bengal", "Maine Coon", "Persian"), WEB_SET: ("Siamese",)}  # 24 photos of each breed
+SLICE_BREEDS = tuple(sorted(breed for breeds in SLICE.values() for breed in breeds))
 BREEDS_TXT = (SHARED_DIR / "breeds.txt").read_text(encoding="utf-8").splitlines()
 
 
-def test_the_default_model_is_the_committed_12_breed_model():
+def test_the_default_model_is_the_committed_34_breed_model_with_a_breed_rule():
     from lambda_function.settings import Settings
 
     card = load_sidecar(DEFAULT_MODEL)
+    breeds_of_both_sets = {p.name for dataset in SLICE for p in (dataset / "images").iterdir() if p.is_dir()}
 
     assert Settings.from_env({}).model_path == DEFAULT_MODEL
-    assert len(card.labels) == 13 and "No cat" in card.labels
+    assert len(card.labels) == 35 and "No cat" in card.labels
     assert set(card.labels) <= set(BREEDS_TXT)
-    assert set(card.labels) - {"No cat"} == {p.name for p in (TRAINING_SET / "images").iterdir() if p.is_dir()}
+    assert set(card.labels) - {"No cat"} == breeds_of_both_sets
+    assert card.breed_rule is not None and 0 < card.breed_rule.min_probability < 1
 
 
 def test_breeds_route_lists_exactly_the_sidecar_labels(tmp_path):
@@ -67,7 +72,8 @@ def test_the_figures_in_the_sidecar_are_what_the_committed_model_measures(tmp_pa
 
     measured = evaluate.evaluate(DEFAULT_MODEL, images, truth, tmp_path, prepared=False)
 
-    for key in ("images", "cat_breed_top1", "cat_breed_top3", "cats_detected", "not_cats_answered_no_cat"):
+    figures = ("cat_breed_top1", "cat_breed_top3", "cats_detected", "not_cats_answered_no_cat")
+    for key in ("images", *figures, "cats_breed_identified", "identified_breed_top1"):
         assert measured[key] == recorded[key], key
     assert measured["per_class"] == recorded["per_class"]
 
@@ -91,16 +97,19 @@ def test_calibration_error_is_zero_when_confidence_matches_accuracy_and_large_wh
 
 @pytest.fixture(scope="module")
 def training_slice(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """24 photos of each of 4 breeds and 40 "No cat" photos (rooms and other things) from the shared training set."""
+    """24 photos of each of 4 breeds from the two shared training sets (each in a folder named as its set, the
+    origin the prepared dataset records) and 40 "No cat" photos (rooms and other things)."""
     root = tmp_path_factory.mktemp("slice")
-    for breed in SLICE_BREEDS:
-        (root / "cats" / breed).mkdir(parents=True)
-        for photo in sorted((TRAINING_SET / "images" / breed).glob("*.jpg"))[:24]:
-            shutil.copy(photo, root / "cats" / breed / photo.name)
+    for dataset, breeds in SLICE.items():
+        for breed in breeds:
+            target = root / dataset.name / "images" / breed
+            target.mkdir(parents=True)
+            for photo in sorted((dataset / "images" / breed).glob("*.jpg"))[:24]:
+                shutil.copy(photo, target / photo.name)
     for folder in ("rooms/Kitchen", "rooms/Bedroom", "objects"):
         target = root / "no-cat" / folder
         target.mkdir(parents=True)
-        for photo in sorted((TRAINING_SET / "no-cat" / folder).glob("*.jpg"))[: 20 if folder == "objects" else 10]:
+        for photo in sorted((OXFORD_SET / "no-cat" / folder).glob("*.jpg"))[: 20 if folder == "objects" else 10]:
             shutil.copy(photo, target / photo.name)
     return root
 
@@ -108,7 +117,8 @@ def training_slice(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="module")
 def head_only_run(training_slice: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     data, run = tmp_path_factory.mktemp("prepared"), tmp_path_factory.mktemp("run")
-    prepare = ["--cats", str(training_slice / "cats"), "--no-cat", str(training_slice / "no-cat")]
+    cats = [argument for dataset in SLICE for argument in ("--cats", str(training_slice / dataset.name / "images"))]
+    prepare = [*cats, "--no-cat", str(training_slice / "no-cat")]
     assert prepare_dataset.main([*prepare, "--out", str(data), "--size", "224", "--split", "60/20/20"]) == 0
     assert train.main(head_only_arguments(data, run)) == 0
     return {"data": data, "run": run}
@@ -118,15 +128,15 @@ def head_only_arguments(data: Path, run: Path) -> list[str]:
     return [
         *("--data", str(data), "--run", str(run), "--backbone", "efficientnet-lite0", "--head-only", "--cat-gate"),
         *("--hidden-units", "0", "--head-epochs", "60", "--patience", "10", "--batch-size", "16"),
-        *("--min-breed-probability", "0.5"),
+        *("--min-breed-probability", "0.5", "--origin-weights", "cat-breeds-12=5"),
     ]
 
 
 def test_prepare_takes_a_folder_of_folders_and_several_no_cat_folders(head_only_run):
     report = json.loads((head_only_run["data"] / "report.json").read_text())
 
-    assert report["sources"]["cats_csv"] == {"cats": {"cats_csv": "absent"}}
-    assert report["sources"]["by_origin"] == {"cats": 24 * len(SLICE_BREEDS), "no-cat": 40}
+    assert report["sources"]["cats_csv"] == {dataset.name: {"cats_csv": "absent"} for dataset in SLICE}
+    assert report["sources"]["by_origin"] == {"cat-breeds-12": 24 * 3, "cat-breeds-web": 24, "no-cat": 40}
     assert report["sources"]["no_cat_folders"] == {
         "no-cat/objects": 20,
         "no-cat/rooms/Bedroom": 10,
@@ -159,6 +169,23 @@ def test_head_only_recipe_trains_a_gated_model_well_above_chance(head_only_run, 
     assert card.metrics["val_temperature"] > 0
     assert 0 < summary["cats_breed_identified"] <= summary["cats_detected"]
     assert 0 <= summary["identified_breed_top1"] <= 1
+
+
+def test_evaluation_scores_one_photo_set_apart(head_only_run, tmp_path, capsys):
+    run, data = head_only_run["run"], head_only_run["data"]
+    tflite = tmp_path / "slice.tflite"
+    assert convert_main([str(run / "model.keras"), "--out", str(tflite), "--validation-dir", str(data / "val")]) == 0
+    capsys.readouterr()
+    web_test_photos = [
+        row
+        for row in prepare_dataset.read_manifest(data)
+        if row["split"] == "test" and row["origin"] == "cat-breeds-web"
+    ]
+
+    assert evaluate.main([str(tflite), "--data", str(data), "--origin", "cat-breeds-web"]) == 0
+
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["images"] == summary["cats"] == len(web_test_photos) > 0
 
 
 def test_head_only_rerun_gives_the_same_metrics(head_only_run, tmp_path):

@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import json
+import os
+import re
+import subprocess
+import sys
 
 from lambda_function.cli import main
-from tests.conftest import CAT_PHOTOS, DOG_PHOTOS, EVENTS_DIR
+from tests.conftest import CAT_PHOTOS, DOG_PHOTOS, EVENTS_DIR, REPO_DIR
 from tests.support import http_server
 from tests.support.cli import run_cli
 
@@ -59,3 +63,29 @@ def test_a_missing_model_fails_fast_with_a_clear_message(service_env, tmp_path):
 
     assert completed.returncode == 2
     assert "model file" in completed.stderr and "not found" in completed.stderr
+
+
+def test_make_demo_classifies_each_demo_photo_with_the_34_breed_model_and_says_if_the_breed_is_clear():
+    from lambda_function.model_contract import load_sidecar
+    from lambda_function.settings import DEFAULT_MODEL_PATH
+
+    labels = set(load_sidecar(DEFAULT_MODEL_PATH).labels)
+    completed = subprocess.run(
+        ["make", "--silent", "demo", f"PY={sys.executable}"],
+        cwd=REPO_DIR,
+        # The default model: not the test model that other tests' fixtures put into MODEL_PATH.
+        env={name: value for name, value in os.environ.items() if name != "MODEL_PATH"},
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+
+    assert completed.returncode == 0, completed.stderr
+    headers = [line for line in completed.stdout.splitlines() if not line.startswith(" ")]
+    ranked = re.findall(r"^ +\d+\. (.+?) {2,}[\d.]+%", completed.stdout, flags=re.MULTILINE)
+    assert len(headers) >= 5 and len(labels) == 35
+    for header in headers:
+        assert "model cat-breeds-34-efficientnet-lite2" in header
+        assert re.search(r"breed identified: (yes|no|unknown)\)$", header), header
+    assert ranked and set(ranked) <= labels

@@ -22,7 +22,7 @@ from tests.support import http_server
 from tests.support.api_server import ServerProcess, call, running_server
 
 CHROMIUM = Path(os.environ.get("CHROMIUM_PATH", "/usr/bin/chromium"))
-DEFAULT_MODEL = REPO_DIR / "models" / "cat-breeds-12.tflite"
+DEFAULT_MODEL = REPO_DIR / "models" / "cat-breeds-34.tflite"
 SCREENSHOTS = REPO_DIR / "build" / "page-screenshots"
 DESKTOP = {"width": 1280, "height": 800}
 SMALL_PHONE = {"width": 360, "height": 740}
@@ -116,12 +116,24 @@ def api_answer(server: ServerProcess, photo: Path) -> dict:
 
 @pytest.fixture(scope="module")
 def recognised_cat(server: ServerProcess) -> tuple[Path, str]:
-    """A shared cat photo whose breed the default model names first, and that breed."""
+    """A shared cat photo whose breed the default model names first, and identifies, and that breed."""
     for photo in CAT_PHOTOS:
-        top = api_answer(server, photo)["predictions"][0]["breed"]
-        if top.lower() == breed_in_name(photo).lower():
+        answer = api_answer(server, photo)
+        top = answer["predictions"][0]["breed"]
+        if top.lower() == breed_in_name(photo).lower() and answer["breed_identified"] is True:
             return photo, top
-    raise AssertionError("the default model names no shared cat photo's breed first")
+    raise AssertionError("the default model names and identifies no shared cat photo's breed")
+
+
+@pytest.fixture(scope="module")
+def unclear_cat(server: ServerProcess) -> tuple[Path, str]:
+    """A shared cat photo in which the default model finds a cat but names no breed (its rule turns it away),
+    and the closest breed."""
+    for photo in CAT_PHOTOS:
+        answer = api_answer(server, photo)
+        if answer["cat_detected"] and answer["breed_identified"] is False:
+            return photo, answer["predictions"][0]["breed"]
+    raise AssertionError("the default model's breed rule turns away no shared cat photo")
 
 
 @pytest.fixture(scope="module")
@@ -237,6 +249,26 @@ def test_a_dog_shows_the_no_cat_state(visit, dog_without_cat):
 
     assert visit.status() == "No cat found in this photo."
     assert not visit.page.locator("#predictions").is_visible()
+
+
+def test_a_cat_whose_breed_is_unclear_gets_the_closest_breeds_said_as_such(visit, unclear_cat):
+    photo, closest = unclear_cat
+
+    visit.page.set_input_files("#file", photo)
+    visit.wait_for_answer()
+
+    assert visit.status().startswith("No clear breed: perhaps a mixed-breed cat or a breed this model does not know.")
+    assert f"Closest: {closest}" in visit.status()
+    assert visit.top_breed() == closest
+
+
+def test_a_cat_whose_breed_is_identified_is_not_called_unclear(visit, recognised_cat):
+    photo, breed = recognised_cat
+
+    visit.page.set_input_files("#file", photo)
+    visit.wait_for_answer()
+
+    assert visit.status().startswith(f"Most likely: {breed}") and "No clear breed" not in visit.status()
 
 
 def test_a_text_file_named_jpg_gets_a_sentence_not_an_error_code(visit, tmp_path):

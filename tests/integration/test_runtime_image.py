@@ -117,7 +117,7 @@ def test_runtime_environment_holds_nothing_from_training_or_development(runtime)
         "runner.py",
     ]
     models = sorted(p.name for p in (runtime["task_root"] / "models").iterdir())
-    assert models == ["cat-breeds-12.json", "cat-breeds-12.tflite"]
+    assert models == ["cat-breeds-34.json", "cat-breeds-34.tflite"]
 
 
 @pytest.mark.parametrize("event_file", sorted(p.name for p in EVENTS_DIR.glob("*.json") if p.name != "env.json"))
@@ -136,7 +136,7 @@ def test_every_committed_event_is_answered_by_the_image_contents(runtime, s3_end
         body = json.loads(response["body"])
         assert response["statusCode"] == {"bad-request.json": 400}.get(event_file, 200), body
         if "predictions" in body:
-            assert body["model"]["name"] == "cat-breeds-12-efficientnet-lite2"
+            assert body["model"]["name"] == "cat-breeds-34-efficientnet-lite2"
 
 
 def _answer(
@@ -200,5 +200,5 @@ def test_the_server_target_serves_from_the_image_contents_alone(runtime):
         process.send_signal(signal.SIGTERM)
         exit_code = process.wait(timeout=30)
 
-    assert status == 200 and answer["model"]["name"] == "cat-breeds-12-efficientnet-lite2"
+    assert status == 200 and answer["model"]["name"] == "cat-breeds-34-efficientnet-lite2"
     assert exit_code == 0

@@ -31,9 +31,10 @@ def test_committed_results_render_as_the_report_tables():
     report = markdown(results)
 
     assert "| LiteRT 2.3 (ours) |" in report and "| tflite-runtime 2.14 |" in report
-    assert report.count("| cat-breeds-12 (Lite2, float16, 260 px) |") == 7  # summary, 4 warm rows, cold start, cost
+    for model in ("cat-breeds-34", "cat-breeds-12"):  # the default and the previous one: its latency budget
+        assert report.count(f"| {model} (Lite2, float16, 260 px) |") == 7  # summary, 4 warm rows, cold start, cost
     assert report.count("| starter (float16, 224 px) |") == 7
-    assert "Handler p50, 1 thread(s): the default model" in report
+    assert "Handler p50, 1 thread(s): the default model" in report and "the previous default (12 breeds)" in report
     assert f"{results['runtime_dependencies_mb']} MB" in report
 
 
