@@ -6,6 +6,13 @@ reads all of those before urllib3 hands back a response. The `Watchdog` closes t
 at the deadline it shuts down every socket the fetch opened, so whatever read is blocked returns at once, and
 the fetcher reports the timeout. Sockets are registered as they are created (`DeadlineHTTPConnection`), before
 any byte is read, TLS handshake included.
+
+The watchdog keeps a duplicate of each socket's descriptor, not the socket object: for HTTPS, `wrap_socket`
+detaches the raw socket before the handshake (the new SSL socket takes its descriptor over), so shutting down
+the registered object would act on a closed socket, and the fetch would run on. A shutdown acts on the
+connection, not on one descriptor, so the duplicate stops the SSL socket's reads too; and as the watchdog owns
+the duplicates until it closes them at exit, it can never shut down a descriptor number that was reused by
+another connection meanwhile.
 """
 
 from __future__ import annotations
@@ -24,9 +31,10 @@ class Watchdog:
 
     def __init__(self, deadline: float) -> None:
         self.deadline = deadline
-        self._sockets: list[socket.socket] = []
+        self._sockets: list[socket.socket] = []  # duplicates, owned here: see the module docstring
         self._lock = threading.Lock()
         self._fired = False
+        self._closed = False
         self._timer = threading.Timer(max(0.0, deadline - time.monotonic()), self._fire)
         self._timer.daemon = True
 
@@ -36,6 +44,11 @@ class Watchdog:
 
     def __exit__(self, *_exc: object) -> None:
         self._timer.cancel()
+        with self._lock:  # under the lock: a firing timer never shuts down a descriptor being closed here
+            self._closed = True
+            sockets, self._sockets = self._sockets, []
+        for sock in sockets:
+            sock.close()
 
     @property
     def expired(self) -> bool:
@@ -43,23 +56,31 @@ class Watchdog:
         return self._fired or time.monotonic() >= self.deadline
 
     def guard(self, sock: socket.socket) -> None:
-        """Register `sock`; one registered after the deadline is shut down at once."""
+        """Register `sock` (a duplicate of it, which outlives TLS wrapping); one registered after the deadline is
+        shut down at once.
+
+        Raises:
+            OSError: the descriptor cannot be duplicated (the process is out of descriptors); the fetch fails
+                rather than run unguarded.
+        """
+        duplicate = sock.dup()
         with self._lock:
-            self._sockets.append(sock)
-            fired = self._fired
-        if fired:
-            _shut_down(sock)
+            if self._closed:
+                duplicate.close()
+                return
+            self._sockets.append(duplicate)
+            if self._fired:
+                _shut_down(duplicate)
 
     def _fire(self) -> None:
-        with self._lock:
+        with self._lock:  # shutdown(2) does not block: holding the lock costs nothing
             self._fired = True
-            sockets = list(self._sockets)
-        for sock in sockets:
-            _shut_down(sock)
+            for sock in self._sockets:
+                _shut_down(sock)
 
 
 def _shut_down(sock: socket.socket) -> None:
-    with contextlib.suppress(OSError):  # already closed: nothing left to interrupt
+    with contextlib.suppress(OSError):  # the connection already ended: nothing left to interrupt
         sock.shutdown(socket.SHUT_RDWR)
 
 
@@ -81,4 +102,4 @@ class DeadlineHTTPConnection(_GuardedConnection, HTTPConnection):
 
 
 class DeadlineHTTPSConnection(_GuardedConnection, HTTPSConnection):
-    """An urllib3 HTTPS connection guarded by the fetch's watchdog from before the TLS handshake."""
+    """An urllib3 HTTPS connection guarded by the fetch's watchdog from before the TLS handshake to the last byte."""

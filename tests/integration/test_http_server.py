@@ -4,6 +4,7 @@ many-client server owes its clients (probes that stay fast, a body cap, deadline
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 import os
 import select
@@ -240,6 +241,44 @@ def test_a_slow_upstream_ends_within_the_fetch_deadline_plus_a_second(server_wit
         }[upstream]
         started = time.monotonic()
         status, answer = call(server_with_a_stuck_resolver.base_url, "POST", "/predict", {"url": url})
+        elapsed = time.monotonic() - started
+
+    assert (status, answer["error"]["code"]) == (504, "upstream_timeout")
+    assert elapsed < float(SERVER_ENV["FETCH_TOTAL_TIMEOUT_S"]) + 1
+
+
+@pytest.fixture(scope="module")
+def authority(tmp_path_factory: pytest.TempPathFactory) -> http_server.ThrowawayAuthority:
+    return http_server.throwaway_authority(tmp_path_factory.mktemp("tls"))
+
+
+@pytest.fixture(scope="module")
+def server_trusting_a_test_ca(service_env: dict[str, str], authority) -> Iterator[ServerProcess]:
+    with running_server({**service_env, **SERVER_ENV, "FETCH_CA_BUNDLE": str(authority.ca_file)}) as running:
+        yield running
+
+
+@pytest.mark.parametrize("dripping", ["TLS handshake", "status line", "headers", "1xx lines", "body"])
+def test_an_https_upstream_that_drips_ends_within_the_fetch_deadline_plus_a_second(
+    server_trusting_a_test_ca, authority, dripping
+):
+    routes = {
+        "/status.jpg": http_server.drip_status_line(),
+        "/headers.jpg": http_server.drip_headers(),
+        "/continue.jpg": http_server.continue_flood(),
+        "/body.jpg": http_server.drip(CAT_PHOTOS[0].read_bytes(), interval_s=0.05),
+        "/cat.jpg": http_server.serve_bytes(CAT_PHOTOS[0].read_bytes()),
+    }
+    with contextlib.ExitStack() as stack:
+        host = stack.enter_context(http_server.running(routes, tls=authority.server_context))
+        url = {
+            "status line": host.url("/status.jpg"),
+            "headers": host.url("/headers.jpg"),
+            "1xx lines": host.url("/continue.jpg"),
+            "body": host.url("/body.jpg"),
+        }.get(dripping) or f"https://127.0.0.1:{stack.enter_context(http_server.slow_relay(host.port))}/cat.jpg"
+        started = time.monotonic()
+        status, answer = call(server_trusting_a_test_ca.base_url, "POST", "/predict", {"url": url})
         elapsed = time.monotonic() - started
 
     assert (status, answer["error"]["code"]) == (504, "upstream_timeout")

@@ -4,25 +4,39 @@ from __future__ import annotations
 
 import contextlib
 import math
+import socket
+import ssl
 import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 
 Route = Callable[[BaseHTTPRequestHandler], None]
 
 
 class ImageHost(ThreadingHTTPServer):
-    """Serves `routes` (path -> writer) and records every request path it receives."""
+    """Serves `routes` (path -> writer) and records every request path it receives; over TLS with `tls`, each
+    connection's handshake in its own thread (a slow client never holds up the others)."""
 
     daemon_threads = True
 
-    def __init__(self, routes: dict[str, Route], host: str = "127.0.0.1") -> None:
+    def __init__(self, routes: dict[str, Route], host: str = "127.0.0.1", tls: ssl.SSLContext | None = None) -> None:
         self.routes = routes
         self.requests: list[str] = []
         self.host_headers: list[str | None] = []
+        self.tls = tls
         super().__init__((host, 0), _Handler)
+
+    def finish_request(self, request: socket.socket, client_address: object) -> None:  # type: ignore[override]
+        if self.tls is not None:
+            try:
+                request = self.tls.wrap_socket(request, server_side=True)
+            except (ssl.SSLError, OSError):
+                return  # the client gave up during the handshake (the deadline tests make it)
+        super().finish_request(request, client_address)
 
     def handle_error(self, request: object, client_address: object) -> None:
         pass  # clients hanging up mid-request is what several tests provoke on purpose
@@ -32,7 +46,7 @@ class ImageHost(ThreadingHTTPServer):
         return self.server_address[1]
 
     def url(self, path: str) -> str:
-        return f"http://127.0.0.1:{self.port}{path}"
+        return f"{'https' if self.tls else 'http'}://127.0.0.1:{self.port}{path}"
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -57,8 +71,8 @@ class _Handler(BaseHTTPRequestHandler):
 
 
 @contextmanager
-def running(routes: dict[str, Route]) -> Iterator[ImageHost]:
-    server = ImageHost(routes)
+def running(routes: dict[str, Route], tls: ssl.SSLContext | None = None) -> Iterator[ImageHost]:
+    server = ImageHost(routes, tls=tls)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     try:
@@ -184,4 +198,73 @@ def silent_listener() -> Iterator[int]:
     try:
         yield listener.getsockname()[1]
     finally:
+        listener.close()
+
+
+@dataclass(frozen=True)
+class ThrowawayAuthority:
+    """A throwaway certificate authority: `ca_file` for the fetcher to trust (FETCH_CA_BUNDLE), and a server
+    context with a certificate for 127.0.0.1, localhost and cats.test."""
+
+    ca_file: Path
+    server_context: ssl.SSLContext
+
+
+def throwaway_authority(folder: Path) -> ThrowawayAuthority:
+    import trustme
+
+    authority = trustme.CA()
+    ca_file = folder / "test-ca.pem"
+    authority.cert_pem.write_to_path(str(ca_file))
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    authority.issue_cert("127.0.0.1", "localhost", "cats.test").configure_cert(context)
+    return ThrowawayAuthority(ca_file, context)
+
+
+def drip_status_line(interval_s: float = 0.25, max_duration_s: float = 15.0) -> Route:
+    """The status line one byte per interval, over and over: no read waits long, no answer ever starts."""
+
+    def route(handler: BaseHTTPRequestHandler) -> None:
+        stop_at = time.monotonic() + max_duration_s
+        line = b"HTTP/1.1 200 OK"  # never the line's end
+        while time.monotonic() < stop_at:
+            for byte in line:
+                handler.wfile.write(bytes([byte]))
+                handler.wfile.flush()
+                time.sleep(interval_s)
+
+    return route
+
+
+@contextmanager
+def slow_relay(target_port: int, interval_s: float = 0.05, max_duration_s: float = 15.0) -> Iterator[int]:
+    """A TCP port that relays to `target_port` on loopback, passing the client's bytes on at once and the server's
+    one byte per interval: wrapped around a TLS server, it drips the handshake itself."""
+    listener = socket.create_server(("127.0.0.1", 0))
+    stop = threading.Event()
+
+    def pump(source: socket.socket, sink: socket.socket, paced: bool) -> None:
+        stop_at = time.monotonic() + max_duration_s
+        with contextlib.suppress(OSError):
+            while not stop.is_set() and time.monotonic() < stop_at:
+                data = source.recv(1 if paced else 65536)
+                if not data:
+                    return
+                sink.sendall(data)
+                if paced:
+                    time.sleep(interval_s)
+
+    def serve() -> None:
+        with contextlib.suppress(OSError):
+            while not stop.is_set():
+                client, _ = listener.accept()
+                upstream = socket.create_connection(("127.0.0.1", target_port))
+                for source, sink, paced in ((client, upstream, False), (upstream, client, True)):
+                    threading.Thread(target=pump, args=(source, sink, paced), daemon=True).start()
+
+    threading.Thread(target=serve, daemon=True).start()
+    try:
+        yield listener.getsockname()[1]
+    finally:
+        stop.set()
         listener.close()

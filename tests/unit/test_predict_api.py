@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import base64
+import contextlib
 import ipaddress
 import json
 import time
+from dataclasses import replace
 from typing import Any
 
 import pytest
@@ -222,6 +224,51 @@ def test_an_upstream_that_drips_ends_at_the_fetch_deadline_with_504(handler, ser
 
     assert error_of(response) == (504, "upstream_timeout")
     assert elapsed < service.settings.fetch.total_timeout_s + 1
+
+
+TLS_DRIPS = {
+    "TLS handshake": None,  # a real TLS host behind a relay that passes its bytes on one at a time
+    "status line": http_server.drip_status_line(),
+    "headers": http_server.drip_headers(interval_s=0.05),
+    "1xx lines": http_server.continue_flood(interval_s=0.01),
+    "body": http_server.drip(SIAMESE.read_bytes(), interval_s=0.05),
+}
+
+
+@pytest.fixture(scope="module")
+def authority(tmp_path_factory: pytest.TempPathFactory) -> http_server.ThrowawayAuthority:
+    return http_server.throwaway_authority(tmp_path_factory.mktemp("tls"))
+
+
+@pytest.mark.parametrize("dripping", TLS_DRIPS)
+def test_an_https_upstream_that_drips_ends_at_the_fetch_deadline_with_504(
+    handler, service, lambda_context, monkeypatch, authority, dripping
+):
+    trusting = replace(service.settings.fetch, ca_bundle_path=str(authority.ca_file))
+    monkeypatch.setattr(service, "fetcher", SafeFetcher(trusting))
+    route = TLS_DRIPS[dripping] or http_server.serve_bytes(SIAMESE.read_bytes())
+    with contextlib.ExitStack() as stack:
+        host = stack.enter_context(http_server.running({"/slow.jpg": route}, tls=authority.server_context))
+        url = host.url("/slow.jpg")
+        if dripping == "TLS handshake":
+            url = f"https://127.0.0.1:{stack.enter_context(http_server.slow_relay(host.port))}/slow.jpg"
+        started = time.monotonic()
+        response = handler.lambda_handler(rest_event("POST", "/predict", {"url": url}), lambda_context)
+        elapsed = time.monotonic() - started
+
+    assert error_of(response) == (504, "upstream_timeout")
+    assert elapsed < service.settings.fetch.total_timeout_s + 1
+
+
+def test_an_https_upstream_that_answers_in_time_is_fetched(handler, service, lambda_context, monkeypatch, authority):
+    trusting = replace(service.settings.fetch, ca_bundle_path=str(authority.ca_file))
+    monkeypatch.setattr(service, "fetcher", SafeFetcher(trusting))
+    with http_server.running(
+        {"/cat.jpg": http_server.serve_bytes(SIAMESE.read_bytes())}, tls=authority.server_context
+    ) as host:
+        response = handler.lambda_handler(rest_event("POST", "/predict", {"url": host.url("/cat.jpg")}), lambda_context)
+
+    assert response["statusCode"] == 200, response["body"]
 
 
 def test_a_host_name_that_never_resolves_ends_at_the_fetch_deadline_with_504(
