@@ -314,6 +314,13 @@ def error_response(error: ClassifierError) -> HttpResponse:
 
 
 async def send_response(send: Send, response: HttpResponse, *, head_only: bool) -> None:
-    headers = [*response.headers, (b"content-length", str(len(response.body)).encode())]
+    """Send `response`; for HEAD, its headers alone, with the length GET's body has (the gateway's, when it
+    answered the HEAD with GET's length and no body)."""
+    stated = [value for name, value in response.headers if name == b"content-length"]
+    length = stated[0] if head_only and stated else str(len(response.body)).encode()
+    headers = [
+        *((name, value) for name, value in response.headers if name != b"content-length"),
+        (b"content-length", length),
+    ]
     await send({"type": "http.response.start", "status": response.status, "headers": headers})
     await send({"type": "http.response.body", "body": b"" if head_only else response.body})

@@ -71,27 +71,43 @@ def is_batch_invocation(event: Any) -> bool:
     return isinstance(event, dict) and "invocationSchemaVersion" in event and "tasks" in event
 
 
-def parse_tasks(event: dict[str, Any]) -> list[Task]:
-    """The tasks of an invocation, keys decoded.
+class MalformedTask(ValueError):
+    """A task this function cannot act on: it gets a `PermanentFailure`, the invocation's other tasks go on."""
 
+    def __init__(self, task_id: str, reason: str) -> None:
+        super().__init__(reason)
+        self.task_id = task_id
+        self.reason = reason
+
+
+def check_schema(event: dict[str, Any]) -> None:
+    """
     Raises:
-        ValueError: an invocation schema this function does not know.
+        ValueError: an invocation schema this function does not know (nothing in it can be answered).
     """
     version = str(event["invocationSchemaVersion"])
     if version not in SCHEMA_VERSIONS:
         raise ValueError(f"unknown S3 Batch Operations invocation schema {version!r}")
-    tasks = []
-    for task in event["tasks"]:
-        bucket = task.get("s3Bucket") or str(task["s3BucketArn"]).split(":::", 1)[1]
-        tasks.append(
-            Task(
-                task_id=str(task["taskId"]),
-                bucket=bucket,
-                key=unquote_plus(task["s3Key"], encoding="utf-8"),
-                version_id=task.get("s3VersionId") or None,
-            )
-        )
-    return tasks
+
+
+def parse_task(task: Any) -> Task:
+    """One task, its key URL-decoded (as UTF-8, strictly: a key that does not decode names no object).
+
+    Raises:
+        MalformedTask: no task id, bucket or key, or a key that is not URL-encoded UTF-8.
+    """
+    task_id = str(task.get("taskId", "")) if isinstance(task, dict) else ""
+    if not isinstance(task, dict) or not task_id:
+        raise MalformedTask(task_id, "malformed task: no taskId")
+    bucket = task.get("s3Bucket") or str(task.get("s3BucketArn", "")).partition(":::")[2]
+    key = task.get("s3Key")
+    if not bucket or not isinstance(key, str) or not key:
+        raise MalformedTask(task_id, "malformed task: it names no bucket (s3Bucket or s3BucketArn) or no s3Key")
+    try:
+        decoded = unquote_plus(key, encoding="utf-8", errors="strict")
+    except UnicodeDecodeError:
+        raise MalformedTask(task_id, "malformed task: its s3Key is not URL-encoded UTF-8") from None
+    return Task(task_id=task_id, bucket=bucket, key=decoded, version_id=task.get("s3VersionId") or None)
 
 
 def result_of(task: Task, tagged: TagResult) -> TaskResult:
@@ -144,9 +160,21 @@ def answer(event: dict[str, Any], results: Iterable[TaskResult]) -> dict[str, An
 
 
 def run_tasks(event: dict[str, Any], tag: Callable[[Task], TagResult]) -> tuple[dict[str, Any], list[TaskResult]]:
-    """Tag every task's object with `tag`; each task gets its own result, whatever happens to the others."""
+    """Tag every task's object with `tag`; each task gets its own result, whatever happens to the others: a
+    malformed task a `PermanentFailure` that says why, a failed one the result its error calls for.
+
+    Raises:
+        ValueError: an unknown invocation schema.
+    """
+    check_schema(event)
     results = []
-    for task in parse_tasks(event):
+    for raw in event["tasks"]:
+        try:
+            task = parse_task(raw)
+        except MalformedTask as malformed:
+            logger.warning("malformed task", extra={"task": malformed.task_id, "reason": malformed.reason})
+            results.append(TaskResult(malformed.task_id, ResultCode.PERMANENT_FAILURE, malformed.reason))
+            continue
         try:
             results.append(result_of(task, tag(task)))
         except Exception as error:  # every task gets its answer; Batch Operations retries the temporary ones

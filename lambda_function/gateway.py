@@ -53,13 +53,21 @@ def resolve(resolver: ApiGatewayResolver, event: Any, context: Any) -> dict[str,
         return _refuse(refusal, event, extra_headers={"Allow": methods})
     if method == "HEAD":
         response = resolver.resolve(_with_method(event, "GET"), context)
-        return {**response, "body": "", "isBase64Encoded": False}
+        # GET's length, not the empty body's (RFC 9110, 9.3.2: HEAD's Content-Length is what GET would send).
+        headers = {**response.get("headers", {}), "Content-Length": str(_body_bytes(response))}
+        return {**response, "headers": headers, "body": "", "isBase64Encoded": False}
     if method in {"POST", "PUT", "PATCH"}:
         try:
             event = _with_checked_json_body(event, headers)
         except ClassifierError as error:
             return _refuse(error, event)
     return resolver.resolve(event, context)
+
+
+def _body_bytes(response: dict[str, Any]) -> int:
+    """The byte length of a proxy response's body, base64-encoded or text."""
+    body = response.get("body") or ""
+    return len(base64.b64decode(body)) if response.get("isBase64Encoded") else len(body.encode("utf-8"))
 
 
 def _read_request(event: Any) -> tuple[str, str, dict[str, str]] | dict[str, Any]:

@@ -101,8 +101,23 @@ def test_the_server_answers_the_routes_and_errors_of_the_lambda_api(server):
     assert (status, answer["error"]["code"]) == (404, "not_found")
 
 
-def test_head_answers_like_get_without_a_body(server):
-    assert call(server.base_url, "HEAD", "/health") == (200, None)
+@pytest.mark.parametrize("path", ["/health", "/breeds", "/"])
+def test_head_answers_like_get_without_a_body_but_with_gets_length(server, path):
+    import http.client
+
+    address = urlsplit(server.base_url)
+    lengths = {}
+    for method in ("GET", "HEAD"):
+        connection = http.client.HTTPConnection(address.hostname, address.port, timeout=10)
+        connection.request(method, path)
+        response = connection.getresponse()
+        body = response.read()
+        lengths[method] = (response.status, response.getheader("Content-Length"), len(body))
+        connection.close()
+
+    get_status, get_length, get_body = lengths["GET"]
+    assert get_status == 200 and int(get_length) == get_body > 0
+    assert lengths["HEAD"] == (200, get_length, 0)
 
 
 def test_liveness_and_readiness_are_separate_probes(server):

@@ -392,6 +392,33 @@ def test_batch_operations_get_the_result_code_that_says_whether_a_retry_helps(
     assert "cat-breed" not in tags_of(s3, keys["throttled"])
 
 
+@pytest.mark.parametrize("schema", ["1.0", "2.0"])
+def test_a_malformed_batch_operations_task_fails_alone_and_says_why(tagging, service, s3, lambda_context, schema):
+    key = f"uploads/batch-malformed {schema}/cat.jpg"
+    photo = CAT_PHOTOS[15].read_bytes()
+    upload(s3, key, photo)
+    event = batch_event(schema, (BUCKET, key), (BUCKET, "uploads/no-key.jpg"), (BUCKET, "uploads/bad-key.jpg"))
+    del event["tasks"][1]["s3Key"]
+    event["tasks"][2]["s3Key"] = "uploads/%FF%FE.jpg"  # not UTF-8 once decoded: it names no object
+
+    results = results_of(tagging.lambda_handler(event, lambda_context))
+
+    breed = service.classify_bytes(photo, 1).predictions[0].breed
+    assert results["task-0"] == ("Succeeded", breed)
+    assert results["task-1"][0] == "PermanentFailure" and "s3Key" in results["task-1"][1]
+    assert results["task-2"][0] == "PermanentFailure" and "not URL-encoded UTF-8" in results["task-2"][1]
+
+
+def test_a_task_without_an_id_still_gets_a_result(tagging, s3, lambda_context):
+    event = batch_event("2.0", (BUCKET, "uploads/whatever.jpg"))
+    del event["tasks"][0]["taskId"]
+
+    response = tagging.lambda_handler(event, lambda_context)
+
+    assert [(r["resultCode"], r["taskId"]) for r in response["results"]] == [("PermanentFailure", "")]
+    assert "taskId" in response["results"][0]["resultString"]
+
+
 def test_committed_batch_operations_events_run_through_invoke_against_s3(service_env, s3, tmp_path):
     for schema in ("1.0", "2.0"):
         event = load_event(f"s3-batch-operations-{schema}.json")

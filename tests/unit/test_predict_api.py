@@ -447,8 +447,10 @@ def test_head_health_answers_200_without_a_body(handler, lambda_context, payload
     make = rest_event if payload_format == "rest" else http_api_event
 
     response = handler.lambda_handler(make("HEAD", "/health"), lambda_context)
+    get = handler.lambda_handler(make("GET", "/health"), lambda_context)
 
     assert response["statusCode"] == 200 and response["body"] == ""
+    assert response["headers"]["Content-Length"] == str(len(get["body"].encode())) != "0"
 
 
 def test_a_500_is_counted_in_the_internal_error_metric_the_template_alarms_on(
