@@ -4,9 +4,16 @@
 #   Kubernetes HTTP server (kube-config/):       docker build --target server -t cat-breeds-server .
 # MODEL names a file pair in models/ (models/MODEL.tflite and models/MODEL.json); cat-breeds-34 is the default.
 
-# A dated tag of AWS's Lambda base image for Python 3.12 (multi-architecture: x86_64 and arm64).
-FROM public.ecr.aws/lambda/python:3.12.2026.10.03.13 AS lambda
+# AWS's Lambda base image for Python 3.12 (multi-architecture: x86_64 and arm64). `3.12` is the tag AWS keeps
+# current; nobody here could check that a dated tag exists, and a missing one fails every `sam build`. To make
+# builds repeatable, pin the digest you tested (docs/deploy.md, "Pinning the base image"):
+#   docker buildx imagetools inspect public.ecr.aws/lambda/python:3.12   # prints the index digest
+#   FROM public.ecr.aws/lambda/python:3.12@sha256:<that digest> AS lambda
+FROM public.ecr.aws/lambda/python:3.12 AS lambda
 
+# The served model's name: the image's MODEL_PATH follows it, and the template sets none of its own. It is the
+# default of lambda_function/settings.py (DEFAULT_MODEL_PATH) and make breed-model's output; a test keeps the three
+# equal. To serve another model: --build-arg MODEL=NAME, or this default.
 ARG MODEL=cat-breeds-34
 ENV MODEL_PATH=${LAMBDA_TASK_ROOT}/models/${MODEL}.tflite \
     PYTHONDONTWRITEBYTECODE=1

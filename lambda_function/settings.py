@@ -15,7 +15,7 @@ from pathlib import Path
 
 PACKAGE_DIR = Path(__file__).resolve().parent
 REPO_DIR = PACKAGE_DIR.parent
-# The default model (12 breeds and "No cat", docs/model.md) is committed here; `make breed-model` rebuilds it.
+# The default model (34 breeds and "No cat", docs/model.md) is committed here; `make breed-model` rebuilds it.
 DEFAULT_MODEL_PATH = REPO_DIR / "models" / "cat-breeds-34.tflite"
 
 # API Gateway and Lambda cap a synchronous payload at 6 MB; base64 inflates by 4/3, and the JSON envelope

@@ -271,3 +271,27 @@ def test_the_image_copies_only_runtime_files_and_installs_requirements_before_co
     assert sources == {"requirements.txt", "models/${MODEL}.tflite", "models/${MODEL}.json", "lambda_function/"}
     ignored = (REPO_DIR / ".dockerignore").read_text().splitlines()
     assert ignored[1] == "*" and {"!requirements.txt", "!lambda_function/", "!models/"} <= set(ignored)
+
+
+def test_the_served_model_is_named_once_for_the_image_and_the_template_cannot_override_it(transformed_template):
+    from lambda_function.settings import DEFAULT_MODEL_PATH
+
+    dockerfile = (REPO_DIR / "Dockerfile").read_text()
+    template = (REPO_DIR / "template.yaml").read_text()
+    image_model = re.search(r"^ARG MODEL=(\S+)$", dockerfile, re.M).group(1)
+    makefile_model = re.search(r"^BREED_MODEL := models/(\S+)$", (REPO_DIR / "Makefile").read_text(), re.M).group(1)
+
+    assert image_model == DEFAULT_MODEL_PATH.stem == makefile_model
+    assert "MODEL_PATH=${LAMBDA_TASK_ROOT}/models/${MODEL}.tflite" in dockerfile
+    for name, resource in transformed_template["Resources"].items():
+        if resource["Type"] == "AWS::Lambda::Function":
+            assert "MODEL_PATH" not in resource["Properties"].get("Environment", {}).get("Variables", {}), name
+    assert "DockerBuildArgs" not in template and "ModelName" not in template  # no second name to disagree
+
+
+def test_the_base_image_is_a_tag_that_exists_or_a_pinned_digest():
+    dockerfile = (REPO_DIR / "Dockerfile").read_text()
+    base = re.search(r"^FROM (\S+) AS lambda$", dockerfile, re.M).group(1)
+
+    # AWS keeps `3.12` current; a dated tag nobody checked could be missing and fail every build.
+    assert re.fullmatch(r"public\.ecr\.aws/lambda/python:3\.12(@sha256:[0-9a-f]{64})?", base), base
