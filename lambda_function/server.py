@@ -64,6 +64,25 @@ class QuickQuitUvicornWorker(UvicornWorker):
             sys.exit(Arbiter.WORKER_BOOT_ERROR)
 
 
+class SecondTermQuitsArbiter(Arbiter):
+    """gunicorn's master, with a second SIGTERM that stops at once.
+
+    The first SIGTERM starts the graceful stop (workers drain, requests in flight finish within the graceful
+    timeout). gunicorn 27 lets SIGINT and SIGQUIT cut that wait short, but queues a second SIGTERM where its stop
+    loop never reads it, so an operator's second `kill` (or `docker stop` repeated) did nothing. Here it counts
+    as SIGQUIT: the quick shutdown, which the workers obey at once (`QuickQuitUvicornWorker`).
+    """
+
+    _terminating = False
+
+    def signal(self, sig: int, frame: Any) -> None:
+        if sig == signal.SIGTERM:
+            if self._terminating:
+                sig = signal.SIGQUIT
+            self._terminating = True
+        super().signal(sig, frame)
+
+
 class GunicornServer(BaseApplication):
     """gunicorn configured from `Settings` in code, so the server has no configuration file of its own."""
 
@@ -93,6 +112,14 @@ class GunicornServer(BaseApplication):
 
     def load(self) -> BreedServerApp:
         return create_app(self.settings)
+
+    def run(self) -> None:
+        """BaseApplication.run, with the master that stops at once on a second SIGTERM."""
+        try:
+            SecondTermQuitsArbiter(self).run()
+        except RuntimeError as error:
+            print(f"\nError: {error}\n", file=sys.stderr, flush=True)
+            sys.exit(1)
 
 
 def serve(settings: Settings, host: str = DEFAULT_HOST, port: int = DEFAULT_PORT) -> None:

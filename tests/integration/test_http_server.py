@@ -337,6 +337,29 @@ def test_sigterm_turns_readiness_off_and_lets_the_request_in_flight_finish(servi
     assert exit_code == 0
 
 
+def test_a_second_sigterm_stops_the_server_at_once_without_waiting_for_requests_in_flight(service_env):
+    env = {**service_env, **SERVER_ENV, "FETCH_TOTAL_TIMEOUT_S": "12", "SERVER_GRACEFUL_TIMEOUT_S": "30"}
+    with (
+        http_server.running({"/slow.jpg": http_server.slowly(CAT_PHOTOS[1].read_bytes(), duration_s=10)}) as host,
+        running_server(env) as server,
+        ThreadPoolExecutor(max_workers=1) as pool,
+    ):
+        in_flight = pool.submit(call, server.base_url, "POST", "/predict", {"url": host.url("/slow.jpg")})
+        while not host.requests:
+            time.sleep(0.02)
+        server.terminate()
+        time.sleep(0.5)
+        started = time.monotonic()
+        server.terminate()
+        exit_code = server.process.wait(timeout=30)
+        elapsed = time.monotonic() - started
+        with contextlib.suppress(Exception):  # the request in flight was cut off: that is the point
+            in_flight.result(timeout=30)
+
+    assert exit_code == 0
+    assert elapsed < 5  # the request in flight needs about 9 s more: one SIGTERM waits for it
+
+
 def test_ctrl_c_stops_the_server_at_once_not_after_the_graceful_timeout(service_env):
     with running_server({**service_env, **SERVER_ENV}) as server:
         assert call(server.base_url, "GET", "/health")[0] == 200
