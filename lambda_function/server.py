@@ -18,7 +18,7 @@ import math
 import signal
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from gunicorn.app.base import BaseApplication
 from gunicorn.arbiter import Arbiter
@@ -27,6 +27,7 @@ from uvicorn_worker import UvicornWorker
 
 from lambda_function.asgi import BreedServerApp
 from lambda_function.inference import Classifier
+from lambda_function.lingering_close import LingeringHttpToolsProtocol
 from lambda_function.service import BreedService, install_service
 from lambda_function.settings import Settings
 
@@ -50,6 +51,9 @@ class QuickQuitUvicornWorker(UvicornWorker):
     SIGQUIT tells uvicorn to exit at once, without waiting for requests in flight; SIGTERM keeps its graceful
     drain. The rest is the stock `_serve`.
     """
+
+    # A close while the client still sends its body lingers, so a refused client reads its 413 (lingering_close).
+    CONFIG_KWARGS: ClassVar[dict[str, Any]] = {**UvicornWorker.CONFIG_KWARGS, "http": LingeringHttpToolsProtocol}
 
     async def _serve(self) -> None:
         self.config.app = self.wsgi

@@ -206,6 +206,50 @@ def test_a_chunked_body_is_refused_once_it_passes_the_cap_without_reading_the_re
     assert sent < 200 * 65536 / 2
 
 
+@pytest.mark.parametrize("announced", [True, False], ids=["content-length", "chunked"])
+def test_a_client_that_sends_its_whole_oversized_body_before_reading_gets_the_413(server, announced):
+    import http.client
+
+    address = urlsplit(server.base_url)
+    body = b"x" * (MAX_REQUEST_BYTES * 8)
+    connection = http.client.HTTPConnection(address.hostname, address.port, timeout=30)
+    headers = {"Content-Type": "application/json"}
+    if announced:
+        connection.request("POST", "/predict", body=body, headers=headers)
+    else:  # http.client sends an iterable in chunks, without a Content-Length
+        connection.request(
+            "POST", "/predict", body=iter([body[i : i + 65536] for i in range(0, len(body), 65536)]), headers=headers
+        )
+    response = connection.getresponse()
+    answer = json.loads(response.read())
+    connection.close()
+
+    assert response.status == 413 and answer["error"]["code"] == "request_too_large"
+
+
+def test_a_refused_client_that_never_stops_sending_is_cut_off_after_a_bounded_drain(server):
+    from lambda_function.lingering_close import LINGER_MAX_BYTES
+
+    address = urlsplit(server.base_url)
+    head = b"POST /predict HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\n"
+    head += f"Content-Length: {LINGER_MAX_BYTES * 16}\r\n\r\n".encode()
+    chunk, sent, answer = b"x" * 1_000_000, 0, b""
+    with socket.create_connection((address.hostname, address.port), timeout=30) as connection:
+        connection.sendall(head)
+        with contextlib.suppress(BrokenPipeError, ConnectionResetError):
+            while sent < LINGER_MAX_BYTES * 16:
+                connection.sendall(chunk)
+                sent += len(chunk)
+                while select.select([connection], [], [], 0)[0]:
+                    data = connection.recv(65536)
+                    if not data:
+                        break
+                    answer += data
+
+    assert answer.startswith(b"HTTP/1.1 413 ") and b"request_too_large" in answer
+    assert sent < LINGER_MAX_BYTES * 4  # cut off after draining at most LINGER_MAX_BYTES, not the 1 GB announced
+
+
 # Deadlines
 
 
