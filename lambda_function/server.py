@@ -39,7 +39,10 @@ WORKER_HEARTBEAT_TIMEOUT_S = 60
 
 def create_app(settings: Settings) -> BreedServerApp:
     """The ASGI application of one worker: it loads its own model at lifespan start-up."""
-    return BreedServerApp(settings.server, start_service=lambda: install_service(BreedService(settings)))
+    workers = settings.server.workers
+    return BreedServerApp(
+        settings.server, start_service=lambda: install_service(BreedService(settings, processes=workers))
+    )
 
 
 class QuickQuitUvicornWorker(UvicornWorker):

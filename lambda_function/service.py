@@ -16,7 +16,7 @@ from lambda_function.fetch import Resolver, SafeFetcher, system_resolver
 from lambda_function.inference import Classifier, Prediction
 from lambda_function.observability import logger, record_metric, tracer
 from lambda_function.preprocessing import DecodeLimits, prepare_image
-from lambda_function.settings import Settings, available_cpus
+from lambda_function.settings import Settings
 from lambda_function.uploads import decode_base64_image
 
 
@@ -32,14 +32,23 @@ class ClassifiedImage:
 class BreedService:
     """Classifies images given as bytes, base64 or URL with one loaded model."""
 
-    def __init__(self, settings: Settings, resolver: Resolver = system_resolver) -> None:
+    def __init__(self, settings: Settings, resolver: Resolver = system_resolver, processes: int = 1) -> None:
+        """`processes`: how many serving processes share the container (the HTTP server's workers; 1 on Lambda
+        and in the CLI), which the memory each may plan on for decoding follows."""
         self.settings = settings
         self.classifier = Classifier(settings.model_path, num_threads=settings.inference_threads)
         self.fetcher = SafeFetcher(settings.fetch, resolver=resolver)
         self._limits = DecodeLimits(max_pixels=settings.max_image_pixels, jpeg_draft=settings.jpeg_draft)
-        # Decoding and inference are CPU work: a server with many requests in flight (most of them waiting on
-        # URLs) decodes as many images at once as there are CPUs, which also bounds the decoders' memory.
-        self._compute_slots = threading.BoundedSemaphore(available_cpus())
+        # Decoding and inference are CPU work, and a decode may take the decoder's whole memory budget: a server
+        # with many requests in flight (most of them waiting on URLs) decodes only as many images at once as the
+        # container's CPUs and memory allow, over all its processes.
+        self.decode_slots = settings.decode_slots(processes, self._limits.memory_budget_bytes)
+        self._compute_slots = threading.BoundedSemaphore(self.decode_slots)
+        if not settings.container.fits_one_decode_per_process(processes, self._limits.memory_budget_bytes):
+            logger.warning(
+                "the memory limit does not hold one decode per process",
+                extra={"memory_bytes": settings.container.memory_bytes, "processes": processes},
+            )
         card = self.classifier.card
         logger.info(
             "model loaded",
@@ -49,6 +58,7 @@ class BreedService:
                 "labels": len(card.labels),
                 "input_px": list(self.classifier.input_size_px),
                 "threads": settings.inference_threads,
+                "decode_slots": self.decode_slots,
             },
         )
 

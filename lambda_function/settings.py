@@ -13,6 +13,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from lambda_function.container_limits import ContainerLimits, affinity_cpus
+
 PACKAGE_DIR = Path(__file__).resolve().parent
 REPO_DIR = PACKAGE_DIR.parent
 # The default model (34 breeds and "No cat", docs/model.md) is committed here; `make breed-model` rebuilds it.
@@ -40,11 +42,9 @@ LAMBDA_MB_PER_VCPU = 1769
 
 
 def available_cpus() -> int:
-    """CPUs this process may run on (the affinity mask, not the host's count)."""
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except AttributeError:  # pragma: no cover - not on Linux
-        return max(1, os.cpu_count() or 1)
+    """CPUs this process may use: the affinity mask's, capped by the container's CPU limit (cgroup v2), so that
+    in a pod the default counts of workers and threads follow the pod, not the node (`container_limits`)."""
+    return ContainerLimits.read({}).usable_cpus(affinity_cpus())
 
 
 def default_inference_threads(env: Mapping[str, str]) -> int:
@@ -133,9 +133,20 @@ class Settings:
     max_image_pixels: int = DEFAULT_MAX_IMAGE_PIXELS
     max_upload_bytes: int = DEFAULT_MAX_UPLOAD_BYTES
     s3_max_object_bytes: int = DEFAULT_S3_MAX_OBJECT_BYTES
+    # Images one process decodes at once; None: as many as the container's CPUs and memory allow (decode_slots).
+    decode_concurrency: int | None = None
+    container: ContainerLimits = field(default_factory=lambda: ContainerLimits(cpus=None, memory_bytes=None))
     fetch: FetchSettings = field(default_factory=FetchSettings)
     server: ServerSettings = field(default_factory=ServerSettings)
     observability: ObservabilitySettings = field(default_factory=ObservabilitySettings)
+
+    def decode_slots(self, processes: int, decode_budget_bytes: int) -> int:
+        """How many images each of `processes` serving processes may decode at once: DECODE_CONCURRENCY, or
+        what the container's limits hold when each decode may take the decoder's whole memory budget."""
+        if self.decode_concurrency is not None:
+            return self.decode_concurrency
+        cpus = self.container.usable_cpus(affinity_cpus())
+        return self.container.decode_slots(processes, cpus, decode_budget_bytes)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -153,6 +164,8 @@ class Settings:
             max_image_pixels=_number(env, "MAX_IMAGE_PIXELS", default.max_image_pixels, int),
             max_upload_bytes=_number(env, "MAX_UPLOAD_BYTES", default.max_upload_bytes, int),
             s3_max_object_bytes=_number(env, "S3_MAX_OBJECT_BYTES", default.s3_max_object_bytes, int),
+            decode_concurrency=_number(env, "DECODE_CONCURRENCY", default.decode_concurrency, int),  # type: ignore[arg-type]
+            container=ContainerLimits.read(env),
             fetch=_fetch_settings(env),
             server=_server_settings(env),
             observability=ObservabilitySettings.from_env(env),
