@@ -42,28 +42,41 @@ def image_keys(s3: Any, bucket: str, prefix: str) -> Iterator[str]:
                 yield item["Key"]
 
 
-def backfill(tagger: S3Tagger, bucket: str, prefix: str, workers: int = 8, progress: bool = True) -> dict[str, int]:
-    """Tag every image under the prefix; returns counts per outcome, failures included (they do not stop the run)."""
+MAX_LISTED_FAILURES = 100  # a run over millions lists this many failed keys with their reasons, and counts the rest
+
+
+def backfill(tagger: S3Tagger, bucket: str, prefix: str, workers: int = 8, progress: bool = True) -> dict[str, Any]:
+    """Tag every image under the prefix; returns counts per outcome and the failed keys with their reasons
+    (failures do not stop the run; the next run retries them)."""
     counts: Counter[str] = Counter()
+    failures: list[dict[str, str]] = []
 
-    def tag(key: str) -> str:
+    def tag(key: str) -> tuple[str, str | None]:
         try:
-            return tagger.tag_object(bucket, key).outcome
-        except Exception:  # a failed object is counted and reported; the next run retries it
-            return FAILED
+            return tagger.tag_object(bucket, key).outcome, None
+        except Exception as error:  # a failed object is reported; the next run retries it
+            return FAILED, f"{type(error).__name__}: {error}"
 
-    in_flight: set[Future[str]] = set()
+    in_flight: dict[Future[tuple[str, str | None]], str] = {}
     with ThreadPoolExecutor(max_workers=workers) as pool, tqdm(unit="photo", disable=not progress) as bar:
 
-        def settle(done: set[Future[str]]) -> None:
+        def settle(done: set[Future[tuple[str, str | None]]]) -> None:
             for future in done:
-                counts[future.result()] += 1
+                outcome, reason = future.result()
+                counts[outcome] += 1
+                if reason is not None and len(failures) < MAX_LISTED_FAILURES:
+                    failures.append({"key": in_flight[future], "reason": reason})
+                del in_flight[future]
                 bar.update()
 
         for key in image_keys(tagger.s3, bucket, prefix):
             if len(in_flight) >= 2 * workers:  # keys wait in the listing, not in memory
-                done, in_flight = wait(in_flight, return_when=FIRST_COMPLETED)
-                settle(done)
-            in_flight.add(pool.submit(tag, key))
+                settle(wait(in_flight, return_when=FIRST_COMPLETED).done)
+            in_flight[pool.submit(tag, key)] = key
         settle(wait(in_flight).done)
-    return {"images": sum(counts.values()), **counts}
+    summary: dict[str, Any] = {"images": sum(counts.values()), **counts}
+    if failures:
+        summary["failures"] = failures
+        if counts[FAILED] > len(failures):
+            summary["failures_not_listed"] = counts[FAILED] - len(failures)
+    return summary

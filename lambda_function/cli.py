@@ -170,7 +170,10 @@ def _backfill(args: argparse.Namespace, settings: Settings) -> int:
     from lambda_function.service import BreedService
 
     tagger = S3Tagger(BreedService(settings), boto3.client("s3"), settings.s3_max_object_bytes)
-    summary = backfill(tagger, bucket, prefix, workers=args.workers)
+    # Standard output carries the summary alone: the metrics powertools prints on its own (every 100 values, as
+    # EMF JSON) go to standard error with the logs and the progress bar.
+    with contextlib.redirect_stdout(sys.stderr):
+        summary = backfill(tagger, bucket, prefix, workers=args.workers)
     print(json.dumps(summary))
     return 1 if summary.get("failed") else 0
 

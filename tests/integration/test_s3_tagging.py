@@ -187,6 +187,42 @@ def test_backfill_tags_what_was_uploaded_before_and_resumes(service, s3, tagging
     }
 
 
+def test_backfill_of_more_than_100_photos_prints_its_summary_alone_on_standard_output(service, s3, tagging, capsys):
+    photo = CAT_PHOTOS[3].read_bytes()
+    for index in range(110):  # 2 metric values a photo: powertools prints its blob at 100 values
+        upload(s3, f"many/{index:03d}.jpg", photo)
+    capsys.readouterr()
+
+    status = cli_main(["backfill", f"s3://{BUCKET}/many/", "--workers", "4"])
+
+    out = capsys.readouterr().out
+    assert status == 0
+    assert json.loads(out) == {"images": 110, "tagged": 110}  # one JSON document, nothing else
+
+
+def test_backfill_reports_each_failed_key_with_its_reason(service, s3, tagging):
+    from lambda_function.backfill import backfill
+
+    keys = [f"failing/{name}.jpg" for name in ("ok-1", "throttled", "ok-2")]
+    for key in keys:
+        upload(s3, key, CAT_PHOTOS[4].read_bytes())
+
+    def slow_down(params: dict[str, Any], **_kwargs: Any) -> None:
+        if params.get("Key") == "failing/throttled.jpg":
+            raise ClientError(
+                {"Error": {"Code": "SlowDown", "Message": "Please reduce your request rate."}}, "HeadObject"
+            )
+
+    with injected(tagging.tagger.s3, "before-parameter-build.s3.HeadObject", slow_down):
+        summary = backfill(tagging.tagger, BUCKET, "failing/", workers=2, progress=False)
+
+    assert summary["images"] == 3 and summary["tagged"] == 2 and summary["failed"] == 1
+    assert summary["failures"] == [
+        {"key": "failing/throttled.jpg", "reason": summary["failures"][0]["reason"]},
+    ]
+    assert "SlowDown" in summary["failures"][0]["reason"]
+
+
 def test_backfill_refuses_a_url_that_is_not_s3(service_env, capsys):
     assert cli_main(["backfill", "https://example.com/photos"]) == 2
     assert "s3://BUCKET/PREFIX" in capsys.readouterr().err
