@@ -29,6 +29,8 @@ OUTPUT_ROLE_ARN = "BatchOperationsRoleArn"
 OUTPUT_FUNCTION_ARN = "TaggingFunctionArn"
 OUTPUT_MANIFEST_PREFIX = "BatchOperationsManifestPrefix"
 OUTPUT_REPORT_PREFIX = "BatchOperationsReportPrefix"
+OUTPUT_IMAGES_BUCKET = "ImagesBucketName"
+OUTPUT_IMAGES_PREFIX = "ImagesPrefix"
 DEFAULT_MANIFEST_PREFIX = "batch-operations/manifests/"
 DEFAULT_REPORT_PREFIX = "batch-operations/reports/"
 DRY_RUN_ETAG = "<the ETag of the uploaded manifest>"
@@ -42,6 +44,22 @@ class JobTarget:
     role_arn: str
     manifest_prefix: str = DEFAULT_MANIFEST_PREFIX
     report_prefix: str = DEFAULT_REPORT_PREFIX
+    # Where the tagging function may read and tag (its role's policy): known from a stack, None when given by hand.
+    images_bucket: str | None = None
+    images_prefix: str | None = None
+
+    def refusal(self, bucket: str, prefix: str) -> str | None:
+        """Why a job for s3://bucket/prefix would fail every task with AccessDenied; None when it would not (or
+        when the function's scope is not known)."""
+        if self.images_bucket is None or self.images_prefix is None:
+            return None
+        if bucket == self.images_bucket and prefix.startswith(self.images_prefix):
+            return None
+        return (
+            f"the stack's tagging function may read and tag only under s3://{self.images_bucket}/"
+            f"{self.images_prefix}, so a job for s3://{bucket}/{prefix} would fail every task with AccessDenied; "
+            f"give a prefix under s3://{self.images_bucket}/{self.images_prefix}"
+        )
 
     @property
     def account_id(self) -> str:
@@ -139,6 +157,8 @@ def target_from_stack(cloudformation: Any, stack_name: str) -> JobTarget:
         role_arn=outputs[OUTPUT_ROLE_ARN],
         manifest_prefix=outputs.get(OUTPUT_MANIFEST_PREFIX, DEFAULT_MANIFEST_PREFIX),
         report_prefix=outputs.get(OUTPUT_REPORT_PREFIX, DEFAULT_REPORT_PREFIX),
+        images_bucket=outputs.get(OUTPUT_IMAGES_BUCKET),
+        images_prefix=outputs.get(OUTPUT_IMAGES_PREFIX),
     )
 
 
@@ -173,7 +193,19 @@ def submit_tagging_job(
 
     Returns:
         The job id; None for a dry run or when the prefix holds no images.
+
+    Raises:
+        ValueError: the job could only fail: the prefix is outside what the stack's function may tag, or an
+            inventory is given with a prefix (an inventory lists what its own configuration covers).
     """
+    refusal = target.refusal(bucket, prefix)
+    if refusal:
+        raise ValueError(refusal)
+    if inventory_manifest and prefix:
+        raise ValueError(
+            f"an S3 Inventory lists the objects its configuration covers, not those under {prefix!r}: give "
+            f"s3://{bucket}/ with --inventory-manifest, and filter the inventory to the photos' prefix"
+        )
     token = str(uuid.uuid4())
     description = f"Tag cat photos under s3://{bucket}/{prefix} with their breed"
     if inventory_manifest:

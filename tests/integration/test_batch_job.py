@@ -24,6 +24,7 @@ from lambda_function.batch_job import (
     job_request,
     manifest_line,
     submit_tagging_job,
+    target_from_stack,
     write_manifest,
 )
 from lambda_function.cli import main as cli_main
@@ -200,12 +201,64 @@ def test_an_inventory_manifest_is_used_as_it_is(bucket):
             s3control,
             TARGET,
             BUCKET,
-            "uploads/",
+            "",
             inventory_manifest=f"s3://{BUCKET}/{inventory_key}",
             out=io.StringIO(),
         )
 
     assert "batch-operations/manifests/" not in str(bucket.list_objects_v2(Bucket=BUCKET))
+
+
+def test_an_inventory_with_a_prefix_is_refused_rather_than_the_prefix_ignored():
+    with pytest.raises(ValueError, match="S3 Inventory lists the objects its configuration covers"):
+        submit_tagging_job(
+            None,
+            None,
+            TARGET,
+            BUCKET,
+            "uploads/",
+            inventory_manifest=f"s3://{BUCKET}/inventory/manifest.json",
+            out=io.StringIO(),
+            dry_run=True,
+        )
+
+
+def stack_target(images_bucket: str = BUCKET, images_prefix: str = "uploads/") -> JobTarget:
+    """The target `target_from_stack` reads from a deployed stack's outputs (describe_stacks as AWS answers it)."""
+    cloudformation = botocore.session.get_session().create_client("cloudformation", region_name="eu-west-1")
+    outputs = {
+        "TaggingFunctionArn": FUNCTION_ARN,
+        "BatchOperationsRoleArn": ROLE_ARN,
+        "ImagesBucketName": images_bucket,
+        "ImagesPrefix": images_prefix,
+    }
+    stack = {
+        "StackName": "cat-breeds-dev",
+        "CreationTime": "2026-12-01T00:00:00Z",
+        "StackStatus": "CREATE_COMPLETE",
+        "Outputs": [{"OutputKey": key, "OutputValue": value} for key, value in outputs.items()],
+    }
+    with Stubber(cloudformation) as stub:
+        stub.add_response("describe_stacks", {"Stacks": [stack]}, {"StackName": "cat-breeds-dev"})
+        return target_from_stack(cloudformation, "cat-breeds-dev")
+
+
+@pytest.mark.parametrize(
+    ("bucket_name", "prefix"), [(BUCKET, "archive/"), (BUCKET, ""), (BUCKET, "uploads"), ("another-bucket", "uploads/")]
+)
+def test_a_job_outside_what_the_stacks_function_may_tag_is_refused_up_front(bucket_name, prefix):
+    target = stack_target()
+
+    with pytest.raises(ValueError, match="may read and tag only under s3://cat-photos-batch/uploads/"):
+        submit_tagging_job(None, None, target, bucket_name, prefix, out=io.StringIO(), dry_run=True)
+
+
+def test_a_job_under_the_stacks_prefix_goes_ahead():
+    out = io.StringIO()
+
+    submit_tagging_job(None, None, stack_target(), BUCKET, "uploads/2025/", out=out, dry_run=True)
+
+    assert "job request" in out.getvalue()
 
 
 def _any_request() -> dict[str, Any]:
