@@ -8,7 +8,9 @@ harmless.
 
 The tagger never reports more than it did: it reads and tags the object it checked (by version, or by ETag where
 the bucket keeps no versions), reads at most the size cap whatever the object said its size was, and writes the
-answer together with the model version (what makes a retry see "already tagged") or not at all.
+answer together with the model version (what makes a retry see "already tagged") or not at all. Where the bucket
+keeps no versions, tags belong to whatever object holds the key when they are written, so the ETag is checked
+again after tagging: an object replaced meanwhile is classified and tagged again.
 """
 
 from __future__ import annotations
@@ -40,6 +42,12 @@ OUR_TAGS = (TAG_BREED, TAG_ERROR, TAG_MODEL, TAG_IDENTIFIED, TAG_DETECTED, TAG_P
 ESSENTIAL_TAGS = 2
 _NOT_ALLOWED_IN_TAGS = re.compile(r"[^\w .:/=+\-@]", re.UNICODE)
 _MISSING_OBJECT_CODES = {"404", "NoSuchKey", "NoSuchVersion", "NotFound"}
+# Tries at an object without versions that keeps being replaced while it is tagged, before its event is retried.
+MAX_TAGGING_ATTEMPTS = 3
+
+
+class ObjectKeptChanging(RuntimeError):
+    """An object without versions was replaced during each try at tagging it: a retry of the event may get past."""
 
 
 class Outcome(StrEnum):
@@ -101,31 +109,56 @@ class S3Tagger:
         Raises:
             ClientError: any S3 failure other than the object (or version) being gone, so that the caller
                 retries; among them 412 PreconditionFailed when the object changed after it was checked.
+            ObjectKeptChanging: an object without versions was replaced while it was being tagged, every time.
         """
         if not is_image_name(key):
             return TagResult(key, Outcome.IGNORED)
         try:
-            head = self.s3.head_object(Bucket=bucket, Key=key, **_version(version_id))
-            # From here on, every call names the object that was checked.
-            pinned = _version(version_id or head.get("VersionId"))
-            existing = self.s3.get_object_tagging(Bucket=bucket, Key=key, **pinned)["TagSet"]
-            if any(tag["Key"] == TAG_MODEL and tag["Value"] == self.model_tag for tag in existing):
-                return TagResult(key, Outcome.ALREADY_TAGGED)
-            ours, result = self._classify(bucket, key, head, pinned)
-            merged = merge_tags(existing, ours)
-            if merged is None:
-                logger.warning("no room for tags", extra={"key": key, "tags": len(existing)})
-                return TagResult(key, Outcome.NO_ROOM, detail=f"it has {len(existing)} tags of its own")
-            tags, dropped = merged
-            self.s3.put_object_tagging(Bucket=bucket, Key=key, Tagging={"TagSet": tags}, **pinned)
+            for attempt in range(MAX_TAGGING_ATTEMPTS):
+                result, replaced = self._tag_once(bucket, key, version_id, trust_existing_tags=attempt == 0)
+                if not replaced:
+                    return result
+                # Without versions, tags belong to whatever object holds the key now: the answer about the old
+                # bytes may sit on the new ones, where its model tag would make the new upload's own event skip
+                # them as "already tagged". Classify what is there now, whatever its tags say.
+                logger.warning("object replaced while it was tagged; tagging it again", extra={"key": key})
         except ClientError as error:
             if error.response.get("Error", {}).get("Code") in _MISSING_OBJECT_CODES:
                 logger.warning("object deleted before it could be tagged", extra={"bucket": bucket, "key": key})
                 return TagResult(key, Outcome.DELETED)
             raise
+        raise ObjectKeptChanging(f"s3://{bucket}/{key} was replaced while it was tagged, {MAX_TAGGING_ATTEMPTS} times")
+
+    def _tag_once(
+        self, bucket: str, key: str, version_id: str | None, trust_existing_tags: bool
+    ) -> tuple[TagResult, bool]:
+        """Tag the object once; and whether it was replaced meanwhile (objects without versions only), in which
+        case the tags just written may describe other bytes than those it now holds."""
+        head = self.s3.head_object(Bucket=bucket, Key=key, **_version(version_id))
+        # From here on, every call names the object that was checked.
+        pinned = _version(version_id or head.get("VersionId"))
+        existing = self.s3.get_object_tagging(Bucket=bucket, Key=key, **pinned)["TagSet"]
+        if trust_existing_tags and any(tag["Key"] == TAG_MODEL and tag["Value"] == self.model_tag for tag in existing):
+            return TagResult(key, Outcome.ALREADY_TAGGED), False
+        ours, result = self._classify(bucket, key, head, pinned)
+        merged = merge_tags(existing, ours)
+        if merged is None:
+            logger.warning("no room for tags", extra={"key": key, "tags": len(existing)})
+            return TagResult(key, Outcome.NO_ROOM, detail=f"it has {len(existing)} tags of its own"), False
+        tags, dropped = merged
+        self.s3.put_object_tagging(Bucket=bucket, Key=key, Tagging={"TagSet": tags}, **pinned)
         if dropped:
             logger.warning("tag limit reached", extra={"key": key, "dropped_tags": list(dropped)})
-        return TagResult(key, result.outcome, result.breed, dropped, result.detail)
+        tagged = TagResult(key, result.outcome, result.breed, dropped, result.detail)
+        return tagged, not pinned and self._replaced_since(bucket, key, head["ETag"])
+
+    def _replaced_since(self, bucket: str, key: str, etag: str) -> bool:
+        try:
+            return self.s3.head_object(Bucket=bucket, Key=key)["ETag"] != etag
+        except ClientError as error:
+            if error.response.get("Error", {}).get("Code") in _MISSING_OBJECT_CODES:
+                return False  # deleted since: nothing holds the tags
+            raise
 
     def _classify(
         self, bucket: str, key: str, head: dict[str, Any], pinned: dict[str, str]

@@ -288,6 +288,52 @@ def test_an_object_replaced_after_it_was_checked_is_not_read_and_the_event_is_re
     assert tags_of(s3, key) == {}
 
 
+def test_an_object_replaced_between_the_read_and_the_tags_gets_the_answer_about_its_own_bytes(
+    tagging, service, s3, lambda_context
+):
+    key = "uploads/replaced-while-tagged.jpg"
+    first, second = CAT_PHOTOS[8].read_bytes(), DOG_PHOTOS[8].read_bytes()
+    upload(s3, key, first)
+    other_client = boto3.client("s3")
+    replaced = []
+
+    def replace_once(**_kwargs: Any) -> None:  # the new upload lands after the old bytes were read
+        if not replaced:
+            other_client.put_object(Bucket=BUCKET, Key=key, Body=second)
+            replaced.append(True)
+
+    with injected(tagging.tagger.s3, "before-parameter-build.s3.PutObjectTagging", replace_once):
+        summary = tagging.lambda_handler(s3_event(key), lambda_context)
+    # The new upload's own event comes next: it must not skip the object as already tagged with the old answer.
+    again = tagging.lambda_handler(s3_event(key), lambda_context)
+
+    expected = service.classify_bytes(second, 1).predictions[0]
+    assert summary == {"records": 1, "tagged": 1, "failed": 0}
+    assert tags_of(s3, key)["cat-breed"] == sanitise_tag_value(expected.breed)
+    assert tags_of(s3, key)["cat-breed-probability"] == f"{expected.probability:.4f}"
+    assert again["failed"] == 0
+
+
+def test_an_object_replaced_during_every_try_fails_its_event_to_be_retried(tagging, s3, lambda_context):
+    key = "uploads/replaced-all-the-time.jpg"
+    photos = [CAT_PHOTOS[9].read_bytes(), DOG_PHOTOS[9].read_bytes()]
+    upload(s3, key, photos[0])
+    other_client = boto3.client("s3")
+    uploads = []
+
+    def replace_every_time(**_kwargs: Any) -> None:
+        uploads.append(True)
+        other_client.put_object(Bucket=BUCKET, Key=key, Body=photos[len(uploads) % 2])
+
+    with (
+        injected(tagging.tagger.s3, "before-parameter-build.s3.PutObjectTagging", replace_every_time),
+        pytest.raises(tagging.TaggingFailed, match="1 of 1 objects failed"),
+    ):
+        tagging.lambda_handler(s3_event(key), lambda_context)
+
+    assert len(uploads) == 3  # MAX_TAGGING_ATTEMPTS tries, then the event is retried
+
+
 def test_the_bytes_read_are_capped_whatever_the_object_said_its_size_was(tagging, s3, lambda_context, monkeypatch):
     key = "uploads/understated.jpg"
     photo = CAT_PHOTOS[7].read_bytes()
