@@ -25,7 +25,7 @@ from schemathesis.specs.openapi.checks import positive_data_acceptance
 
 from tests.conftest import CAT_PHOTOS, DOG_PHOTOS, REPO_DIR
 from tests.support import http_server
-from tests.support.api_server import ServerProcess, call, running_server
+from tests.support.api_server import ServerProcess, call, running_server, wait_until
 
 MAX_REQUEST_BYTES = 1_000_000
 SERVER_ENV = {
@@ -120,6 +120,14 @@ def test_head_answers_like_get_without_a_body_but_with_gets_length(server, path)
     assert lengths["HEAD"] == (200, get_length, 0)
 
 
+def test_the_server_keeps_answering_after_its_request_log_passes_a_pipes_64_kb(service_env):
+    # One JSON access-log line per request at INFO, a few hundred bytes each: 600 requests write over 64 KB.
+    with running_server({**service_env, **SERVER_ENV, "POWERTOOLS_LOG_LEVEL": "INFO"}) as logging_server:
+        statuses = [call(logging_server.base_url, "GET", "/health", timeout=10)[0] for _ in range(600)]
+
+    assert statuses == [200] * 600
+
+
 def test_liveness_and_readiness_are_separate_probes(server):
     assert call(server.base_url, "GET", "/livez") == (200, {"status": "alive"})
     assert call(server.base_url, "GET", "/readyz") == (200, {"status": "ready"})
@@ -173,7 +181,9 @@ def test_health_stays_fast_and_uploads_succeed_while_eight_slow_downloads_are_in
 
     assert still_in_flight == 8
     assert uploads == [200] * 5
-    assert sorted(health_seconds)[98] < 0.1  # p99 of 100
+    # A probe queued behind the slow fetches would wait for the fetch deadline (4 s); one answered on the event
+    # loop takes milliseconds, and an eighth of the deadline leaves a shared, busy machine room.
+    assert sorted(health_seconds)[98] < float(SERVER_ENV["FETCH_TOTAL_TIMEOUT_S"]) / 8  # p99 of 100
     assert set(fetch_statuses) == {504}  # the fetch deadline, in the API's error shape
 
 
@@ -268,7 +278,7 @@ def test_a_request_past_its_deadline_gets_a_504_in_the_api_error_shape(impatient
         elapsed = time.monotonic() - started
 
     assert (status, answer["error"]["code"]) == (504, "deadline_exceeded")
-    assert elapsed < 3.5  # the request deadline, not the fetch deadline
+    assert elapsed < float(SERVER_ENV["FETCH_TOTAL_TIMEOUT_S"])  # ended by the request deadline (1 s), not the fetch's
 
 
 @pytest.fixture(scope="module")
@@ -366,10 +376,9 @@ def test_sigterm_turns_readiness_off_and_lets_the_request_in_flight_finish(servi
         ThreadPoolExecutor(max_workers=1) as pool,
     ):
         in_flight = pool.submit(call, server.base_url, "POST", "/predict", {"url": host.url("/slow.jpg")})
-        while not host.requests:
-            time.sleep(0.02)
+        wait_until(lambda: bool(host.requests), what="the fetch starting")
         server.terminate()
-        time.sleep(0.2)
+        wait_until(lambda: call(server.base_url, "GET", "/readyz")[0] != 200, what="readiness turning off")
         readiness = call(server.base_url, "GET", "/readyz")
         liveness = call(server.base_url, "GET", "/livez")
         status, answer = in_flight.result(timeout=30)
@@ -389,10 +398,9 @@ def test_a_second_sigterm_stops_the_server_at_once_without_waiting_for_requests_
         ThreadPoolExecutor(max_workers=1) as pool,
     ):
         in_flight = pool.submit(call, server.base_url, "POST", "/predict", {"url": host.url("/slow.jpg")})
-        while not host.requests:
-            time.sleep(0.02)
+        wait_until(lambda: bool(host.requests), what="the fetch starting")
         server.terminate()
-        time.sleep(0.5)
+        wait_until(lambda: call(server.base_url, "GET", "/readyz")[0] != 200, what="the first SIGTERM's drain")
         started = time.monotonic()
         server.terminate()
         exit_code = server.process.wait(timeout=30)

@@ -9,10 +9,11 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -40,39 +41,50 @@ def free_port() -> int:
 def running_server(env: dict[str, str], *args: str) -> Iterator[ServerProcess]:
     """Start the server with `env` added to the environment; yield once `/readyz` answers; stop it after."""
     port = free_port()
-    process = subprocess.Popen(
-        [sys.executable, "-m", "lambda_function", "serve", "--port", str(port), *args],
-        cwd=REPO_DIR,
-        env={**os.environ, **env},
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        start_new_session=True,  # its own process group: the workers can be reaped with the master
-    )
-    server = ServerProcess(process, f"http://127.0.0.1:{port}")
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                urllib.request.urlopen(f"{server.base_url}/readyz", timeout=1).close()
-                break
-            except OSError:
-                if process.poll() is not None or time.monotonic() > deadline:
-                    output = process.stderr.read().decode()[-3000:] if process.stderr else "no output"
-                    raise AssertionError(f"the server did not start: {output}") from None
-                time.sleep(0.2)
-        yield server
-    finally:
-        if process.poll() is None:
-            process.send_signal(signal.SIGINT)  # quick shutdown
-            try:
-                process.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(process.pid, signal.SIGKILL)  # no worker outlives its master
-        if process.stderr:
-            process.stderr.close()
+    # The server logs every request to stderr: into a file, which never fills up as an unread pipe does (a pipe
+    # blocks the server once 64 KB of log are waiting).
+    with tempfile.TemporaryFile() as log:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "lambda_function", "serve", "--port", str(port), *args],
+            cwd=REPO_DIR,
+            env={**os.environ, **env},
+            stdout=subprocess.DEVNULL,
+            stderr=log,
+            start_new_session=True,  # its own process group: the workers can be reaped with the master
+        )
+        server = ServerProcess(process, f"http://127.0.0.1:{port}")
+        try:
+            deadline = time.monotonic() + 60
+            while True:
+                try:
+                    urllib.request.urlopen(f"{server.base_url}/readyz", timeout=1).close()
+                    break
+                except OSError:
+                    if process.poll() is not None or time.monotonic() > deadline:
+                        log.seek(0)
+                        output = log.read().decode(errors="replace")[-3000:]
+                        raise AssertionError(f"the server did not start: {output}") from None
+                    time.sleep(0.2)
+            yield server
+        finally:
+            if process.poll() is None:
+                process.send_signal(signal.SIGINT)  # quick shutdown
+                try:
+                    process.wait(timeout=20)
+                except subprocess.TimeoutExpired:
+                    process.kill()
+                    process.wait()
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(process.pid, signal.SIGKILL)  # no worker outlives its master
+
+
+def wait_until(condition: Callable[[], bool], timeout_s: float = 10, what: str = "the condition") -> None:
+    """Poll `condition` until it holds; fail after `timeout_s` (instead of sleeping a fixed time and hoping)."""
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{what} did not hold within {timeout_s:g} s")
+        time.sleep(0.02)
 
 
 def call(base_url: str, method: str, path: str, body: Any = None, timeout: float = 30) -> tuple[int, Any]:
