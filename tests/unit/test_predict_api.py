@@ -207,6 +207,7 @@ def test_refused_connection_is_502(handler, lambda_context):
 
 
 SLOW_UPSTREAMS = {
+    "status line": http_server.drip_status_line(),
     "body": http_server.drip(SIAMESE.read_bytes(), interval_s=0.05),
     "headers": http_server.drip_headers(interval_s=0.05),
     "1xx flood": http_server.continue_flood(interval_s=0.01),
