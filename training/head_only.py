@@ -78,10 +78,14 @@ def calibrate_temperature(learner: keras.Model, x_val: np.ndarray, y_val: np.nda
 
     logits = np.log(np.maximum(learner.predict(x_val, verbose=0, batch_size=512), 1e-30))
     temperature = fit_temperature(logits, y_val)
-    output = learner.layers[-1]
+    fold_temperature(learner.layers[-1], temperature)
+    return temperature
+
+
+def fold_temperature(output: keras.layers.Layer, temperature: float) -> None:
+    """Divide a softmax Dense layer's weights by T: its probabilities become softmax(logits / T)."""
     kernel, bias = output.get_weights()
     output.set_weights([kernel / temperature, bias / temperature])
-    return temperature
 
 
 @dataclass(frozen=True)

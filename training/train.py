@@ -229,7 +229,37 @@ def train_two_phases(
     if config.fine_tune_epochs:
         history += fine_tune(model, datasets, config, best_top5=max(h["val_top5"] for h in history))
     best = keras.saving.load_model(config.run_dir / "model.keras", compile=True)
-    return history, best.evaluate(datasets["val"], verbose=0, return_dict=True)
+    temperature = calibrate_on_dataset(best, datasets["val"], labels, gated=config.cat_gate)
+    best.save(config.run_dir / "model.keras")
+    return history, best.evaluate(datasets["val"], verbose=0, return_dict=True) | {"temperature": temperature}
+
+
+def calibrate_on_dataset(model: Any, dataset: Any, labels: list[str], gated: bool) -> float:
+    """Fit a temperature on the validation split and fold it into the output layer, as the head-only recipe does
+    (`training.head_only.calibrate_temperature`), so that a breed rule reads calibrated probabilities. For a gated
+    classifier, on the cats' P(breed | cat), in its breed layer; otherwise on every label.
+
+    Returns:
+        The temperature T.
+    """
+    import numpy as np
+
+    from training.breed_rule import fit_temperature
+    from training.head_only import fold_temperature
+
+    probabilities, truth = [], []
+    for images, one_hot in dataset:
+        probabilities.append(np.asarray(model(images, training=False), dtype=np.float64))
+        truth.append(np.argmax(np.asarray(one_hot), axis=1))
+    probabilities, truth = np.concatenate(probabilities), np.concatenate(truth)
+    if gated:
+        no_cat = labels.index(NO_CAT)
+        cats = truth != no_cat
+        probabilities = np.delete(probabilities[cats], no_cat, axis=1)
+        truth = truth[cats] - (truth[cats] > no_cat)
+    temperature = fit_temperature(np.log(np.maximum(probabilities, 1e-30)), truth)
+    fold_temperature(model.get_layer("breed_probabilities" if gated else "probabilities"), temperature)
+    return temperature
 
 
 def parse_args(argv: list[str] | None) -> TrainConfig:

@@ -127,6 +127,7 @@ def test_training_writes_a_model_its_sidecar_and_curves_and_beats_chance(run_dir
         card.provenance["data_manifest_sha256"] == json.loads((prepared / "report.json").read_text())["manifest_sha256"]
     )
     assert card.metrics["val_accuracy"] >= 0.75  # chance is 0.25
+    assert card.metrics["val_temperature"] > 0  # fitted on validation and folded in, as in the head-only recipe
     for name in ("curves.png", "history.csv", "tensorboard"):
         assert (run_dir / name).exists()
 
