@@ -124,7 +124,19 @@ def _with_checked_json_body(event: dict[str, Any], headers: dict[str, str]) -> d
         except UnicodeDecodeError:
             raise BadRequest("the body is not UTF-8 text") from None
     parse_json_object(raw)  # to check it; powertools parses the text again for validation
-    return {**event, "body": raw, "isBase64Encoded": False}
+    # powertools' own check of the content type is case-sensitive and knows no `+json`: once accepted here, the
+    # body is JSON, and the event says so in the one spelling it reads (else a 500 for Application/JSON).
+    headers_out = {
+        name: ("application/json" if name.lower() == "content-type" else value)
+        for name, value in (event.get("headers") or {}).items()
+    }
+    checked = {**event, "body": raw, "isBase64Encoded": False, "headers": headers_out}
+    if event.get("multiValueHeaders"):
+        checked["multiValueHeaders"] = {
+            name: (["application/json"] if name.lower() == "content-type" else values)
+            for name, values in event["multiValueHeaders"].items()
+        }
+    return checked
 
 
 def parse_json_object(text: str) -> dict[str, Any]:

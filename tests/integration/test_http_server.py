@@ -101,6 +101,25 @@ def test_the_server_answers_the_routes_and_errors_of_the_lambda_api(server):
     assert (status, answer["error"]["code"]) == (404, "not_found")
 
 
+@pytest.mark.parametrize(
+    "content_type", ["Application/JSON", "APPLICATION/JSON; charset=utf-8", "application/problem+json"]
+)
+def test_any_spelling_of_a_json_content_type_is_read_as_json_by_the_server(server, content_type):
+    import http.client
+
+    address = urlsplit(server.base_url)
+    connection = http.client.HTTPConnection(address.hostname, address.port, timeout=30)
+    connection.request(
+        "POST", "/predict", body=json.dumps(upload(CAT_PHOTOS[2])), headers={"Content-Type": content_type}
+    )
+    response = connection.getresponse()
+    answer = json.loads(response.read())
+    connection.close()
+
+    assert response.status == 200, answer
+    assert answer["predictions"]
+
+
 @pytest.mark.parametrize("path", ["/health", "/breeds", "/"])
 def test_head_answers_like_get_without_a_body_but_with_gets_length(server, path):
     import http.client

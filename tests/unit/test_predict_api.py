@@ -382,6 +382,27 @@ def raw_request(payload_format: str, body: str, *, base64_flag: bool = False, co
     return event
 
 
+JSON_SPELLINGS = [
+    "application/json",
+    "Application/JSON",
+    "APPLICATION/JSON; charset=utf-8",
+    "application/json;charset=UTF-8",
+    "application/problem+json",
+    "Application/Vnd.Cats+JSON",
+]
+
+
+@pytest.mark.parametrize("payload_format", ["rest", "httpapi"])
+@pytest.mark.parametrize("content_type", JSON_SPELLINGS)
+def test_any_spelling_of_a_json_content_type_is_read_as_json(handler, lambda_context, payload_format, content_type):
+    body = json.dumps({"image": base64.b64encode(SIAMESE.read_bytes()).decode(), "top_k": 2})
+
+    response = handler.lambda_handler(raw_request(payload_format, body, content_type=content_type), lambda_context)
+
+    assert response["statusCode"] == 200, response["body"]
+    assert len(parsed_body(response)["predictions"]) == 2
+
+
 JPEG_B64 = base64.b64encode(SIAMESE.read_bytes()).decode()
 MALFORMED = {
     "a raw image/jpeg body": (
