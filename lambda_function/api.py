@@ -182,8 +182,14 @@ def health() -> HealthResponse:
     return HealthResponse(status="ok", model=_model_info())
 
 
+MAX_ERROR_MESSAGE_CHARS = 1000  # whatever a message quotes, an error answer stays small (Lambda allows 6 MB)
+
+
 def error_document(code: str, message: str) -> dict[str, dict[str, str]]:
-    """The body of every error answer (`ErrorResponse`), whichever layer refuses the request."""
+    """The body of every error answer (`ErrorResponse`), whichever layer refuses the request; its message capped
+    at `MAX_ERROR_MESSAGE_CHARS`."""
+    if len(message) > MAX_ERROR_MESSAGE_CHARS:
+        message = message[: MAX_ERROR_MESSAGE_CHARS - 3] + "..."
     return {"error": {"code": code, "message": message}}
 
 
@@ -197,9 +203,19 @@ def handle_classifier_error(error: ClassifierError) -> Response:
     return _error(error.status, error.code, error.message)
 
 
+# An error answer names at most this many problems (and counts the rest) and this much of a field's name: a body
+# of 400,000 unknown fields once got a 16 MB answer, over Lambda's 6 MB response limit.
+MAX_LISTED_PROBLEMS = 5
+MAX_ECHOED_NAME_CHARS = 40
+
+
 @router.exception_handler(RequestValidationError)
 def handle_validation_error(error: RequestValidationError) -> Response:
-    message = "; ".join(_describe(item) for item in error.errors()) or "the request body is invalid"
+    problems = error.errors()
+    listed = [_describe(item) for item in problems[:MAX_LISTED_PROBLEMS]]
+    if len(problems) > MAX_LISTED_PROBLEMS:
+        listed.append(f"and {len(problems) - MAX_LISTED_PROBLEMS:,} more")
+    message = "; ".join(listed) or "the request body is invalid"
     logger.info("request refused", extra={"error_code": "bad_request", "status": 400})
     return _error(HTTPStatus.BAD_REQUEST, "bad_request", message)
 
@@ -223,12 +239,16 @@ def handle_unexpected(error: Exception) -> Response:
 
 def _describe(item: dict[str, Any]) -> str:
     """One validation problem, without echoing the client's input back (it may be megabytes of base64)."""
-    location = ".".join(str(part) for part in item.get("loc", ()) if part not in ("body",))
+    location = ".".join(_shortened(str(part)) for part in item.get("loc", ()) if part not in ("body",))
     kind = item.get("type", "")
     if kind == "json_invalid":
         return "the body is not valid JSON"
     message = str(item.get("msg", "invalid")).removeprefix("Value error, ")
     return f"{location}: {message}" if location else message
+
+
+def _shortened(name: str) -> str:
+    return name if len(name) <= MAX_ECHOED_NAME_CHARS else f"{name[:MAX_ECHOED_NAME_CHARS]}..."
 
 
 def build_openapi_json(resolver: ApiGatewayResolver) -> str:

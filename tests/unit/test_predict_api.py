@@ -403,6 +403,36 @@ def test_any_spelling_of_a_json_content_type_is_read_as_json(handler, lambda_con
     assert len(parsed_body(response)["predictions"]) == 2
 
 
+def test_an_error_names_a_few_unknown_fields_and_counts_the_rest(handler, lambda_context):
+    body = {"image": "aGVsbG8=", **{f"field_{i}": i for i in range(9)}}
+
+    response = handler.lambda_handler(rest_event("POST", "/predict", body), lambda_context)
+
+    message = parsed_body(response)["error"]["message"]
+    assert error_of(response) == (400, "bad_request")
+    assert sum(f"field_{i}" in message for i in range(9)) <= 5
+    assert "4 more" in message
+
+
+@pytest.mark.parametrize("payload_format", ["rest", "httpapi"])
+def test_hundreds_of_thousands_of_unknown_fields_get_a_small_400(handler, lambda_context, payload_format):
+    body = json.dumps({"image": "aGVsbG8=", **{f"k{i}": 0 for i in range(400_000)}})  # about 5 MB
+
+    response = handler.lambda_handler(raw_request(payload_format, body), lambda_context)
+
+    assert error_of(response) == (400, "bad_request")
+    assert len(json.dumps(response)) < 2_000  # nothing echoed: far below Lambda's 6 MB response limit
+
+
+def test_a_huge_unknown_field_name_is_not_echoed_whole(handler, lambda_context):
+    response = handler.lambda_handler(
+        rest_event("POST", "/predict", {"image": "aGVsbG8=", "x" * 100_000: 1}), lambda_context
+    )
+
+    assert error_of(response) == (400, "bad_request")
+    assert len(parsed_body(response)["error"]["message"]) < 500
+
+
 JPEG_B64 = base64.b64encode(SIAMESE.read_bytes()).decode()
 MALFORMED = {
     "a raw image/jpeg body": (
@@ -502,3 +532,11 @@ class TemplateLoader(yaml.SafeLoader):
 
 
 TemplateLoader.add_multi_constructor("!", lambda _loader, _suffix, _node: None)
+
+
+def test_every_error_message_is_capped_whatever_it_quotes():
+    from lambda_function.api import MAX_ERROR_MESSAGE_CHARS, error_document
+
+    document = error_document("bad_request", "x" * 1_000_000)
+
+    assert len(document["error"]["message"]) == MAX_ERROR_MESSAGE_CHARS
