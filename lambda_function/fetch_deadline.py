@@ -18,6 +18,7 @@ another connection meanwhile.
 from __future__ import annotations
 
 import contextlib
+import http.client
 import socket
 import threading
 import time
@@ -84,8 +85,34 @@ def _shut_down(sock: socket.socket) -> None:
         sock.shutdown(socket.SHUT_RDWR)
 
 
+# Interim (1xx) answers skipped before the final one: a few are normal (100 Continue, 103 Early Hints); a stream
+# of them is a server stalling, refused here rather than waited out until the deadline.
+MAX_INTERIM_ANSWERS = 10
+
+
+class TooManyInterimAnswers(http.client.HTTPException):
+    """The server sent more than `MAX_INTERIM_ANSWERS` 1xx answers without a final one."""
+
+
+class _FinalAnswerResponse(http.client.HTTPResponse):
+    """http.client's response, skipping every interim 1xx answer (it skips only `100 Continue`, and would take a
+    `103 Early Hints` for the final answer), at most `MAX_INTERIM_ANSWERS` of them; the watchdog bounds the
+    time they take."""
+
+    def _read_status(self) -> tuple[str, int, str]:
+        for _ in range(MAX_INTERIM_ANSWERS + 1):
+            version, status, reason = super()._read_status()  # type: ignore[misc]
+            if not 100 <= status < 200 or status == 101:  # 101 (an upgrade, never asked for) is final
+                return version, status, reason
+            http.client.parse_headers(self.fp)  # the interim answer's header block, discarded
+        raise TooManyInterimAnswers(f"more than {MAX_INTERIM_ANSWERS} interim (1xx) answers")
+
+
 class _GuardedConnection:
-    """Registers the connection's raw socket with the fetch's watchdog (`watchdog=` connection keyword)."""
+    """Registers the connection's raw socket with the fetch's watchdog (`watchdog=` connection keyword), and
+    reads answers with `_FinalAnswerResponse`."""
+
+    response_class = _FinalAnswerResponse
 
     def __init__(self, *args: Any, watchdog: Watchdog, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)

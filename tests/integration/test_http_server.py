@@ -320,7 +320,7 @@ def test_a_slow_upstream_ends_within_the_fetch_deadline_plus_a_second(server_wit
     routes = {
         "/status": http_server.drip_status_line(max_duration_s=6),
         "/headers": http_server.drip_headers(max_duration_s=6),
-        "/continue": http_server.continue_flood(max_duration_s=6),
+        "/continue": http_server.continue_flood(interval_s=0.5, max_duration_s=8),
     }
     with http_server.running(routes) as host:
         url = {
@@ -355,7 +355,7 @@ def test_an_https_upstream_that_drips_ends_within_the_fetch_deadline_plus_a_seco
     routes = {
         "/status.jpg": http_server.drip_status_line(),
         "/headers.jpg": http_server.drip_headers(),
-        "/continue.jpg": http_server.continue_flood(),
+        "/continue.jpg": http_server.continue_flood(interval_s=0.5),
         "/body.jpg": http_server.drip(CAT_PHOTOS[0].read_bytes(), interval_s=0.05),
         "/cat.jpg": http_server.serve_bytes(CAT_PHOTOS[0].read_bytes()),
     }

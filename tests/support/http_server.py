@@ -168,9 +168,21 @@ def drip_headers(interval_s: float = 0.05, max_duration_s: float = 15.0) -> Rout
 
 
 def continue_flood(interval_s: float = 0.01, max_duration_s: float = 15.0) -> Route:
-    """`100 Continue` interim answers, one after another, never the final one."""
+    """`100 Continue` interim answers, one after another, never the final one (slowly: a few within the
+    fetcher's cap of interim answers, and the deadline ends it; quickly: the cap does)."""
 
     return _trickle(b"", b"HTTP/1.1 100 Continue\r\n\r\n", interval_s, max_duration_s)
+
+
+def early_hints_then(data: bytes, hints: int = 2) -> Route:
+    """`103 Early Hints` interim answers (with a header each), then the image: a final answer after interims."""
+
+    def route(handler: BaseHTTPRequestHandler) -> None:
+        for _ in range(hints):
+            handler.wfile.write(b"HTTP/1.1 103 Early Hints\r\nLink: </style.css>; rel=preload\r\n\r\n")
+        serve_bytes(data)(handler)
+
+    return route
 
 
 def _trickle(first: bytes, repeated: bytes, interval_s: float, max_duration_s: float) -> Route:

@@ -64,7 +64,9 @@ def stuck_resolver(_host: str, _port: int) -> list:
 @pytest.mark.parametrize("upstream", ["dripping headers", "1xx flood", "stuck DNS"])
 def test_a_slow_upstream_ends_at_the_fetch_deadline_on_the_server_path_too(service, monkeypatch, upstream):
     routes = {
-        "/slow.jpg": http_server.drip_headers() if upstream == "dripping headers" else http_server.continue_flood()
+        "/slow.jpg": http_server.drip_headers()
+        if upstream == "dripping headers"
+        else http_server.continue_flood(interval_s=0.5)
     }
     if upstream == "stuck DNS":
         monkeypatch.setattr(service, "fetcher", SafeFetcher(service.settings.fetch, resolver=stuck_resolver))

@@ -210,7 +210,7 @@ SLOW_UPSTREAMS = {
     "status line": http_server.drip_status_line(),
     "body": http_server.drip(SIAMESE.read_bytes(), interval_s=0.05),
     "headers": http_server.drip_headers(interval_s=0.05),
-    "1xx flood": http_server.continue_flood(interval_s=0.01),
+    "1xx flood": http_server.continue_flood(interval_s=0.3),
 }
 
 
@@ -231,7 +231,7 @@ TLS_DRIPS = {
     "TLS handshake": None,  # a real TLS host behind a relay that passes its bytes on one at a time
     "status line": http_server.drip_status_line(),
     "headers": http_server.drip_headers(interval_s=0.05),
-    "1xx lines": http_server.continue_flood(interval_s=0.01),
+    "1xx lines": http_server.continue_flood(interval_s=0.3),
     "body": http_server.drip(SIAMESE.read_bytes(), interval_s=0.05),
 }
 

@@ -247,3 +247,24 @@ def test_the_tests_network_guard_refuses_and_reports_anything_beyond_loopback(ne
     assert (network_guard.refused_connects, network_guard.refused_lookups) == ([str(PUBLIC)], ["example.com"])
     network_guard.refused_connects.clear()  # this test's own attempts were the point
     network_guard.refused_lookups.clear()
+
+
+def test_interim_answers_before_the_final_one_are_skipped():
+    fetcher = SafeFetcher(replace(STRICT, allow_loopback=True))
+    with http_server.running({"/cat.jpg": http_server.early_hints_then(CAT_BYTES)}) as host:
+        assert fetcher.fetch(host.url("/cat.jpg")) == CAT_BYTES
+
+
+def test_a_fast_flood_of_interim_answers_is_refused_at_the_cap_not_waited_out():
+    import time
+
+    from lambda_function.fetch_deadline import MAX_INTERIM_ANSWERS
+
+    fetcher = SafeFetcher(replace(STRICT, allow_loopback=True, total_timeout_s=10))
+    with http_server.running({"/cat.jpg": http_server.continue_flood(interval_s=0.01)}) as host:
+        started = time.monotonic()
+        with pytest.raises(UpstreamError):
+            fetcher.fetch(host.url("/cat.jpg"))
+        elapsed = time.monotonic() - started
+
+    assert elapsed < MAX_INTERIM_ANSWERS * 0.01 + 5  # the cap ended it, not the 10 s deadline
