@@ -33,7 +33,14 @@ from typing import Any
 from aws_lambda_powertools.event_handler import APIGatewayHttpResolver
 
 from lambda_function.api import error_document, router
-from lambda_function.errors import ClassifierError, DeadlineExceeded, NotReady, RequestTimeout, RequestTooLarge
+from lambda_function.errors import (
+    ClassifierError,
+    DeadlineExceeded,
+    NotReady,
+    RequestTimeout,
+    RequestTooLarge,
+    ServerBusy,
+)
 from lambda_function.gateway import resolve
 from lambda_function.observability import logger
 from lambda_function.settings import ServerSettings
@@ -94,6 +101,40 @@ class ClientDisconnected(Exception):
     """The client went away before its request body arrived; there is nobody to answer."""
 
 
+# A request body this small that names a `url` field is a URL request (an upload is the image itself, in base64).
+URL_REQUEST_MAX_BYTES = 64 * 1024
+RETRY_AFTER_S = 1
+
+
+class Slots:
+    """A count of things in flight with a capacity: taken on the event loop, given back from any thread."""
+
+    def __init__(self, capacity: int) -> None:
+        self.capacity = capacity
+        self._taken = 0
+        self._lock = threading.Lock()
+
+    def try_take(self) -> bool:
+        with self._lock:
+            if self._taken >= self.capacity:
+                return False
+            self._taken += 1
+            return True
+
+    def give_back(self) -> None:
+        with self._lock:
+            self._taken -= 1
+
+    @property
+    def full(self) -> bool:
+        with self._lock:
+            return self._taken >= self.capacity
+
+
+def is_url_request(body: bytes) -> bool:
+    return len(body) <= URL_REQUEST_MAX_BYTES and b'"url"' in body
+
+
 class BreedServerApp:
     """An ASGI application serving the API of `lambda_function.api`.
 
@@ -107,6 +148,9 @@ class BreedServerApp:
         self.settings = settings
         self._start_service = start_service
         self._pool = ThreadPoolExecutor(max_workers=settings.threads_per_worker, thread_name_prefix="request")
+        # URL requests may hold only some of the pool's threads (each may wait on a slow upstream until the fetch
+        # deadline); the others are left for uploads.
+        self._url_slots = Slots(settings.max_url_fetches or settings.threads_per_worker)
         self._resolvers = threading.local()
         self.ready = False
         self.draining = False
@@ -194,9 +238,9 @@ class BreedServerApp:
         )
 
     def _readiness(self) -> HttpResponse:
-        if self.ready and not self.draining:
+        if self.ready and not self.draining and not self._url_slots.full:
             return json_response(200, {"status": "ready"})
-        state = "draining" if self.draining else "starting"
+        state = "draining" if self.draining else ("starting" if not self.ready else "saturated with URL fetches")
         return error_response(NotReady(f"the server is {state}; send the request to another instance"))
 
     async def _answer(self, scope: Scope, receive: Receive, request_id: str) -> HttpResponse:
@@ -215,13 +259,28 @@ class BreedServerApp:
         event = http_api_event(scope, body, request_id)
         if scope["method"] in LOOP_METHODS:
             return self._resolve(event)
-        work = loop.run_in_executor(self._pool, self._resolve, event)
+        holds_url_slot = is_url_request(body)
+        if holds_url_slot and not self._url_slots.try_take():
+            response = error_response(
+                ServerBusy("the server is busy fetching other URLs; retry in a moment, or send the image itself")
+            )
+            response.headers.append((b"retry-after", str(RETRY_AFTER_S).encode()))
+            return response
+        work = loop.run_in_executor(self._pool, self._resolve_holding_slot if holds_url_slot else self._resolve, event)
         try:
             async with asyncio.timeout_at(deadline):
                 return await work
         except TimeoutError:
             # A request still queued is dropped; one running finishes in its thread within the fetch deadline.
             return error_response(DeadlineExceeded(f"the service could not answer within {seconds}"))
+
+    def _resolve_holding_slot(self, event: dict[str, Any]) -> HttpResponse:
+        """`_resolve` for a URL request; its slot is given back when the work ends, not when the request's
+        deadline answers the client, so the slots count the threads that slow upstreams really hold."""
+        try:
+            return self._resolve(event)
+        finally:
+            self._url_slots.give_back()
 
     def _resolve(self, event: dict[str, Any]) -> HttpResponse:
         """Answer an API Gateway HTTP API event with this thread's resolver (the Lambda function's code path)."""

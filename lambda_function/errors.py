@@ -126,3 +126,11 @@ class NotReady(ClassifierError):
 
     code = "not_ready"
     status = HTTPStatus.SERVICE_UNAVAILABLE
+
+
+class ServerBusy(ClassifierError):
+    """Every slot for URL fetches is taken by slow upstreams; uploads are still served (the server answers with
+    `Retry-After`)."""
+
+    code = "server_busy"
+    status = HTTPStatus.SERVICE_UNAVAILABLE

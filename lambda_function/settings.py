@@ -89,6 +89,9 @@ class ServerSettings:
     workers: int = field(default_factory=available_cpus)
     # Requests in flight per worker beyond which they queue: URL fetches wait on the network, not on a CPU.
     threads_per_worker: int = 32
+    # Of those, how many may be URL requests (None: three quarters): the rest are kept for uploads, which slow
+    # upstreams can then never starve; a URL request beyond it gets a fast 503 `server_busy`.
+    max_url_fetches: int | None = None
     max_request_bytes: int = DEFAULT_MAX_REQUEST_BYTES
     request_deadline_s: float = 14.0
     # After SIGTERM, /readyz answers 503 this long before the worker stops accepting connections, so that the
@@ -97,6 +100,13 @@ class ServerSettings:
     graceful_timeout_s: float = 20.0
 
     def __post_init__(self) -> None:
+        if self.max_url_fetches is None:
+            object.__setattr__(self, "max_url_fetches", max(1, self.threads_per_worker * 3 // 4))
+        if self.threads_per_worker >= 2 and not 1 <= self.max_url_fetches < self.threads_per_worker:  # type: ignore[operator]
+            raise SettingsError(
+                "SERVER_MAX_URL_FETCHES must be at least 1 and below SERVER_THREADS_PER_WORKER, "
+                "so that uploads always have threads of their own"
+            )
         if self.graceful_timeout_s <= self.drain_s + self.request_deadline_s:
             raise SettingsError(
                 "SERVER_GRACEFUL_TIMEOUT_S must exceed SERVER_DRAIN_S + SERVER_REQUEST_DEADLINE_S, "
@@ -191,6 +201,7 @@ def _server_settings(env: Mapping[str, str]) -> ServerSettings:
     return ServerSettings(
         workers=_number(env, "SERVER_WORKERS", default.workers, int),
         threads_per_worker=_number(env, "SERVER_THREADS_PER_WORKER", default.threads_per_worker, int),
+        max_url_fetches=_number(env, "SERVER_MAX_URL_FETCHES", None, int),  # type: ignore[arg-type]
         max_request_bytes=_number(env, "SERVER_MAX_REQUEST_BYTES", default.max_request_bytes, int),
         request_deadline_s=_number(env, "SERVER_REQUEST_DEADLINE_S", default.request_deadline_s, float, minimum=0.1),
         drain_s=_number(env, "SERVER_DRAIN_S", default.drain_s, float, minimum=0),

@@ -43,6 +43,9 @@
     request_timeout: "Sending the photo took too long. Check your connection, or try a smaller photo.",
     deadline_exceeded: "The classifier took too long to answer. Try again in a moment.",
     not_ready: TRY_AGAIN_LATER,
+    server_busy:
+      "The classifier is busy fetching other web addresses. Try again in a moment, " +
+      "or download the photo and choose it above.",
     busy: TRY_AGAIN_LATER,
     internal_error: "Something went wrong on our side. Try again; if it keeps happening, try another photo.",
     network: "Could not reach the classifier. Check your internet connection and try again.",

@@ -206,6 +206,35 @@ def test_health_stays_fast_and_uploads_succeed_while_eight_slow_downloads_are_in
     assert set(fetch_statuses) == {504}  # the fetch deadline, in the API's error shape
 
 
+def test_when_the_url_fetch_slots_are_full_a_url_gets_a_fast_503_and_uploads_are_still_served(service_env):
+    env = {**service_env, **SERVER_ENV, "SERVER_THREADS_PER_WORKER": "8", "SERVER_MAX_URL_FETCHES": "4"}
+    env["FETCH_TOTAL_TIMEOUT_S"] = "6"
+    slow_photo = http_server.drip(CAT_PHOTOS[0].read_bytes(), interval_s=0.05, max_duration_s=10)
+    with (
+        http_server.running({"/slow.jpg": slow_photo}) as host,
+        running_server(env) as busy_server,
+        ThreadPoolExecutor(max_workers=4) as pool,
+    ):
+        slow = [
+            pool.submit(call, busy_server.base_url, "POST", "/predict", {"url": host.url("/slow.jpg")})
+            for _ in range(4)
+        ]
+        wait_until(lambda: len(host.requests) >= 4, what="four slow fetches in flight")
+        started = time.monotonic()
+        refused = call(busy_server.base_url, "POST", "/predict", {"url": host.url("/slow.jpg")})
+        refused_after = time.monotonic() - started
+        readiness = call(busy_server.base_url, "GET", "/readyz")
+        uploads = [call(busy_server.base_url, "POST", "/predict", upload(p))[0] for p in CAT_PHOTOS[:3]]
+        results = [future.result(timeout=30)[0] for future in slow]
+        wait_until(lambda: call(busy_server.base_url, "GET", "/readyz")[0] == 200, what="readiness coming back")
+
+    assert refused[0] == 503 and refused[1]["error"]["code"] == "server_busy"
+    assert refused_after < 2  # at once, not after a slow fetch's deadline
+    assert readiness[0] == 503  # saturated: the load balancer sends traffic elsewhere
+    assert uploads == [200] * 3
+    assert results == [504] * 4
+
+
 # The body cap
 
 

@@ -152,6 +152,8 @@ def test_server_settings_are_read_from_the_environment_and_refuse_a_shutdown_tha
         ({"MAX_IMAGE_PIXELS": "1e400"}, "int"),
         ({"FETCH_CONNECT_TIMEOUT_S": "12", "FETCH_TOTAL_TIMEOUT_S": "10"}, "must not exceed"),
         ({"FETCH_CA_BUNDLE": "/nonexistent/ca.pem"}, "not a file"),
+        ({"SERVER_THREADS_PER_WORKER": "8", "SERVER_MAX_URL_FETCHES": "8"}, "SERVER_MAX_URL_FETCHES"),
+        ({"SERVER_MAX_URL_FETCHES": "0"}, "SERVER_MAX_URL_FETCHES"),
     ],
 )
 def test_settings_refuse_values_the_service_cannot_run_with(env, message):
