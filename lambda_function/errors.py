@@ -134,3 +134,10 @@ class ServerBusy(ClassifierError):
 
     code = "server_busy"
     status = HTTPStatus.SERVICE_UNAVAILABLE
+
+
+class RequestHeaderTooLarge(ClassifierError):
+    """The request's headers are over the server's size or count limit (the HTTP server's front only)."""
+
+    code = "request_header_too_large"
+    status = HTTPStatus.REQUEST_HEADER_FIELDS_TOO_LARGE

@@ -18,7 +18,7 @@ import math
 import signal
 import sys
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any
 
 from gunicorn.app.base import BaseApplication
 from gunicorn.arbiter import Arbiter
@@ -26,8 +26,8 @@ from uvicorn.server import Server
 from uvicorn_worker import UvicornWorker
 
 from lambda_function.asgi import BreedServerApp
+from lambda_function.http_protocol import protocol_for
 from lambda_function.inference import Classifier
-from lambda_function.lingering_close import LingeringHttpToolsProtocol
 from lambda_function.service import BreedService, install_service
 from lambda_function.settings import Settings
 
@@ -55,8 +55,11 @@ class QuickQuitUvicornWorker(UvicornWorker):
     drain. The rest is the stock `_serve`.
     """
 
-    # A close while the client still sends its body lingers, so a refused client reads its 413 (lingering_close).
-    CONFIG_KWARGS: ClassVar[dict[str, Any]] = {**UvicornWorker.CONFIG_KWARGS, "http": LingeringHttpToolsProtocol}
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        # The connection rules (header limits and deadline, lingering close: lambda_function.http_protocol), with
+        # the limits of the settings the server was started with.
+        self.config.http = protocol_for(self.app.settings.server)
 
     async def _serve(self) -> None:
         self.config.app = self.wsgi

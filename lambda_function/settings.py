@@ -92,6 +92,12 @@ class ServerSettings:
     # Of those, how many may be URL requests (None: three quarters): the rest are kept for uploads, which slow
     # upstreams can then never starve; a URL request beyond it gets a fast 503 `server_busy`.
     max_url_fetches: int | None = None
+    # Request headers (lambda_function.http_protocol): bytes before they end, header lines, and the time a
+    # connection has to complete them, from opening or from its last answer. Browsers send 1 to 2 KB in a dozen
+    # lines; API Gateway allows 10 KB of headers in all.
+    max_header_bytes: int = 32 * 1024
+    max_header_count: int = 100
+    header_timeout_s: float = 10.0
     max_request_bytes: int = DEFAULT_MAX_REQUEST_BYTES
     request_deadline_s: float = 14.0
     # After SIGTERM, /readyz answers 503 this long before the worker stops accepting connections, so that the
@@ -202,6 +208,9 @@ def _server_settings(env: Mapping[str, str]) -> ServerSettings:
         workers=_number(env, "SERVER_WORKERS", default.workers, int),
         threads_per_worker=_number(env, "SERVER_THREADS_PER_WORKER", default.threads_per_worker, int),
         max_url_fetches=_number(env, "SERVER_MAX_URL_FETCHES", None, int),  # type: ignore[arg-type]
+        max_header_bytes=_number(env, "SERVER_MAX_HEADER_BYTES", default.max_header_bytes, int, minimum=1024),
+        max_header_count=_number(env, "SERVER_MAX_HEADERS", default.max_header_count, int, minimum=8),
+        header_timeout_s=_number(env, "SERVER_HEADER_TIMEOUT_S", default.header_timeout_s, float, minimum=0.1),
         max_request_bytes=_number(env, "SERVER_MAX_REQUEST_BYTES", default.max_request_bytes, int),
         request_deadline_s=_number(env, "SERVER_REQUEST_DEADLINE_S", default.request_deadline_s, float, minimum=0.1),
         drain_s=_number(env, "SERVER_DRAIN_S", default.drain_s, float, minimum=0),

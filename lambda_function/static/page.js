@@ -43,6 +43,7 @@
     request_timeout: "Sending the photo took too long. Check your connection, or try a smaller photo.",
     deadline_exceeded: "The classifier took too long to answer. Try again in a moment.",
     not_ready: TRY_AGAIN_LATER,
+    request_header_too_large: RELOAD,
     server_busy:
       "The classifier is busy fetching other web addresses. Try again in a moment, " +
       "or download the photo and choose it above.",

@@ -286,7 +286,7 @@ def test_a_client_that_sends_its_whole_oversized_body_before_reading_gets_the_41
 
 
 def test_a_refused_client_that_never_stops_sending_is_cut_off_after_a_bounded_drain(server):
-    from lambda_function.lingering_close import LINGER_MAX_BYTES
+    from lambda_function.http_protocol import LINGER_MAX_BYTES
 
     address = urlsplit(server.base_url)
     head = b"POST /predict HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\n"
@@ -306,6 +306,110 @@ def test_a_refused_client_that_never_stops_sending_is_cut_off_after_a_bounded_dr
 
     assert answer.startswith(b"HTTP/1.1 413 ") and b"request_too_large" in answer
     assert sent < LINGER_MAX_BYTES * 4  # cut off after draining at most LINGER_MAX_BYTES, not the 1 GB announced
+
+
+# Request headers: size, count and deadline
+
+
+def worker_rss_mb(master_pid: int) -> float:
+    """The resident memory of the server's (one) worker process, the master's child."""
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        with contextlib.suppress(OSError):
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+            if int(fields[1]) == master_pid:  # ppid
+                status = (stat.parent / "status").read_text()
+                return int(status.split("VmRSS:")[1].split()[0]) / 1024
+    raise AssertionError("no worker process found")
+
+
+def send_headers(base_url: str, lines: Iterator[bytes]) -> bytes:
+    """Send a request line and header lines until the server answers or closes; what it answered."""
+    address = urlsplit(base_url)
+    with socket.create_connection((address.hostname, address.port), timeout=30) as connection:
+        connection.sendall(b"GET /health HTTP/1.1\r\nHost: localhost\r\n")
+        with contextlib.suppress(BrokenPipeError, ConnectionResetError):
+            for line in lines:
+                connection.sendall(line)
+                if select.select([connection], [], [], 0)[0]:
+                    break
+        answer = b""
+        with contextlib.suppress(ConnectionResetError):
+            while data := connection.recv(65536):
+                answer += data
+    return answer
+
+
+@pytest.mark.parametrize(
+    "flood",
+    ["one endless header line", "many header lines", "300,000 repeated header lines"],
+)
+def test_a_header_flood_gets_431_and_the_worker_stays_small(server, flood):
+    def lines() -> Iterator[bytes]:
+        if flood == "one endless header line":
+            yield b"X-Long: "
+            for _ in range(2000):  # 200 MB if it were all sent
+                yield b"a" * 100_000
+        elif flood == "many header lines":
+            for i in range(20_000):
+                yield f"X-Header-{i}: {'v' * 50}\r\n".encode()
+        else:
+            for _ in range(300_000):
+                yield b"Cookie: a=b\r\n"
+
+    before = worker_rss_mb(server.process.pid)
+    answer = send_headers(server.base_url, lines())
+    grown = worker_rss_mb(server.process.pid) - before
+
+    assert answer.startswith(b"HTTP/1.1 431 ") and b"request_header_too_large" in answer
+    assert grown < 50
+    assert call(server.base_url, "GET", "/livez", timeout=1) == (200, {"status": "alive"})
+
+
+def test_slow_and_silent_connections_are_closed_by_the_header_deadline(service_env):
+    env = {**service_env, **SERVER_ENV, "SERVER_HEADER_TIMEOUT_S": "2"}
+    with running_server(env) as strict_server:
+        address = urlsplit(strict_server.base_url)
+        connections = [socket.create_connection((address.hostname, address.port), timeout=30) for _ in range(64)]
+        try:
+            for index, connection in enumerate(connections):
+                if index % 2:  # half drip a header byte now and then, half never say a word
+                    connection.sendall(b"GET /health HTTP/1.1\r\nX-Slow: ")
+            started = time.monotonic()
+            closed = set()
+            while len(closed) < len(connections) and time.monotonic() - started < 10:
+                for index, connection in enumerate(connections):
+                    if index in closed:
+                        continue
+                    if select.select([connection], [], [], 0)[0]:
+                        with contextlib.suppress(OSError):
+                            if connection.recv(1) == b"":
+                                closed.add(index)
+                                continue
+                    if index % 2:
+                        with contextlib.suppress(OSError):
+                            connection.send(b"a")
+                time.sleep(0.2)
+            elapsed = time.monotonic() - started
+            alive = call(strict_server.base_url, "GET", "/livez", timeout=2)
+        finally:
+            for connection in connections:
+                connection.close()
+
+    assert len(closed) == 64
+    assert elapsed < 2 + 3  # the header deadline, not the 10 s this test waits at most
+    assert alive == (200, {"status": "alive"})
+
+
+def test_livez_answers_within_a_second_while_repeated_header_lines_stream_in(server):
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        flood = pool.submit(send_headers, server.base_url, (b"Cookie: a=b\r\n" for _ in range(300_000)))
+        probes = []
+        for _ in range(20):
+            started = time.monotonic()
+            probes.append((call(server.base_url, "GET", "/livez", timeout=5)[0], time.monotonic() - started))
+        flood.result(timeout=60)
+
+    assert all(status == 200 and seconds < 1 for status, seconds in probes), probes
 
 
 # Deadlines

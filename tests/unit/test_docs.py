@@ -48,3 +48,14 @@ def test_the_photo_names_in_the_deploy_guide_are_the_decoders_own_list():
     sentence = text[text.index("which objects are photos") : text.index("the decoder's own list")]
 
     assert set(re.findall(r"`(\.\w+)`", sentence)) == IMAGE_SUFFIXES
+
+
+def test_every_variable_the_settings_read_is_in_the_configuration_table_and_no_other():
+    source = (REPO_DIR / "lambda_function" / "settings.py").read_text()
+    read = set(re.findall(r'env(?:\.get)?\(\s*"([A-Z][A-Z0-9_]+)"', source))
+    read |= set(re.findall(r'_(?:number|bool)\(env, "([A-Z][A-Z0-9_]+)"', source))
+    table = set(re.findall(r"^\| `([A-Z][A-Z0-9_]+)` \|", (REPO_DIR / "docs" / "configuration.md").read_text(), re.M))
+    powertools_own = {"POWERTOOLS_TRACE_DISABLED"}  # read by powertools itself, documented for completeness
+
+    assert read - {"AWS_LAMBDA_FUNCTION_MEMORY_SIZE"} <= table
+    assert table - powertools_own <= read

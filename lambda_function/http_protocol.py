@@ -1,0 +1,182 @@
+"""The HTTP server's connection-level rules, in uvicorn's httptools protocol: limits on request headers, a deadline
+for them, and a graceful close while a client is still sending.
+
+**Headers.** httptools accepts headers of any size and number, and uvicorn sets no deadline before a request's
+headers are complete: one connection streaming an endless header line grew a worker by 2.2 GB, a 200 MB header
+value cost 44 s of CPU, and connections dripping a header byte every 10 s stayed open (gunicorn's
+`limit_request_*` settings do not reach uvicorn workers). Here the bytes received before the headers end are
+counted as they arrive, and so are the header lines; past `max_header_bytes` or `max_header_count` the request
+gets 431 `request_header_too_large` and the connection is closed. A connection that has not completed a
+request's headers within `header_timeout_s` of opening (or of its last answer) is closed.
+
+**Lingering close.** The server refuses an oversized body (413) as soon as it knows, without reading the rest,
+and closes the connection. Closing a socket with unread bytes in its receive buffer makes the kernel send a
+reset, and a client that sends its whole body before it reads the answer (curl, requests, `http.client`,
+browsers) then gets "connection reset" or "broken pipe" instead of the 413. So a close that comes while the
+request body is still arriving lingers, as nginx's `lingering_close` does: the answer is flushed and the sending
+side shut down (the client sees the answer and the end of it), what the client still sends is read and dropped,
+and the socket is closed when the client closes its side, after `LINGER_S`, or after `LINGER_MAX_BYTES`,
+whichever comes first. uvicorn closes the transport itself when a `Connection: close` answer is complete, so the
+lingering lives in the transport the protocol writes through.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from typing import Any
+
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+
+from lambda_function.api import error_document
+from lambda_function.errors import RequestHeaderTooLarge
+from lambda_function.settings import ServerSettings
+
+LINGER_S = 5.0  # at most this long after the answer, a refused client's remaining body is read and dropped
+LINGER_MAX_BYTES = 64 * 1024 * 1024  # and at most this much of it
+
+
+class _HeadersRefused(Exception):
+    """Raised from a parser callback to stop parsing; the protocol answers 431."""
+
+
+class GuardedHttpToolsProtocol(HttpToolsProtocol):
+    """uvicorn's httptools protocol with the rules above; `limits` is set by `protocol_for`."""
+
+    limits: ServerSettings
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        self.lingering = False
+        self.drained_bytes = 0
+        self._headers_done = False
+        self._header_bytes = 0
+        self._header_count = 0
+        self._refusal: str | None = None
+        self._header_timer: asyncio.TimerHandle | None = None
+        # Request cycles are created later, and write and close through this.
+        self.transport = _LingeringTransport(transport, self)  # type: ignore[assignment]
+        self._start_header_timer()
+
+    # Header limits and deadline
+
+    def data_received(self, data: bytes) -> None:
+        if self.lingering:
+            self.drained_bytes += len(data)
+            if self.drained_bytes > LINGER_MAX_BYTES:
+                self.transport.close()
+            return
+        counting = not self._headers_done
+        super().data_received(data)
+        if counting and not self._headers_done and self._refusal is None and not self.transport.is_closing():
+            self._header_bytes += len(data)
+            if self._header_bytes > self.limits.max_header_bytes:
+                self._refuse(f"the request headers are over {self.limits.max_header_bytes:,} bytes")
+
+    def on_message_begin(self) -> None:
+        super().on_message_begin()
+        self._headers_done = False
+        self._header_count = 0
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self._header_count += 1
+        if self._header_count > self.limits.max_header_count:
+            self._refusal = f"the request has more than {self.limits.max_header_count} header lines"
+            raise _HeadersRefused
+        super().on_header(name, value)
+
+    def on_headers_complete(self) -> None:
+        self._headers_done = True
+        self._header_bytes = 0
+        self._cancel_header_timer()
+        super().on_headers_complete()
+
+    def on_response_complete(self) -> None:
+        super().on_response_complete()
+        self._headers_done = False
+        self._start_header_timer()  # the next request's headers get the same deadline
+
+    def send_400_response(self, msg: str) -> None:
+        if self._refusal is not None:  # a header limit stopped the parser: answer 431, not uvicorn's 400
+            self._refuse(self._refusal)
+            return
+        super().send_400_response(msg)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._cancel_header_timer()
+        super().connection_lost(exc)
+
+    def _refuse(self, message: str) -> None:
+        self._refusal = message
+        self._cancel_header_timer()
+        error = RequestHeaderTooLarge(message)
+        body = json.dumps(error_document(error.code, error.message)).encode()
+        head = (
+            f"HTTP/1.1 {int(error.status)} Request Header Fields Too Large\r\ncontent-type: application/json\r\n"
+            f"content-length: {len(body)}\r\nconnection: close\r\n\r\n"
+        ).encode()
+        self.transport.write(head + body)
+        self.transport.close()
+
+    def _start_header_timer(self) -> None:
+        self._cancel_header_timer()
+        self._header_timer = self.loop.call_later(self.limits.header_timeout_s, self._header_deadline)
+
+    def _cancel_header_timer(self) -> None:
+        if self._header_timer is not None:
+            self._header_timer.cancel()
+            self._header_timer = None
+
+    def _header_deadline(self) -> None:
+        self._header_timer = None
+        if not self._headers_done and not self.transport.is_closing():
+            self.transport.close()  # silent, or too slow to finish its headers: nothing to answer yet
+
+    # Lingering close
+
+    def eof_received(self) -> bool | None:
+        if self.lingering:
+            self.transport.close()  # the client has sent everything it will: nothing left to drain
+        return None
+
+    def still_receiving_body(self) -> bool:
+        cycle = self.cycle
+        return cycle is not None and cycle.more_body and not cycle.disconnected
+
+
+def protocol_for(limits: ServerSettings) -> type[GuardedHttpToolsProtocol]:
+    """The protocol class uvicorn instantiates per connection, with the server's limits."""
+    return type("GuardedHttpToolsProtocol", (GuardedHttpToolsProtocol,), {"limits": limits})
+
+
+class _LingeringTransport:
+    """The connection's transport, with a `close()` that lingers (see the module docstring)."""
+
+    def __init__(self, transport: asyncio.Transport, protocol: GuardedHttpToolsProtocol) -> None:
+        self._transport = transport
+        self._protocol = protocol
+        self._closer: asyncio.TimerHandle | None = None
+
+    def close(self) -> None:
+        if self._protocol.lingering or not self._protocol.still_receiving_body() or not self._can_linger():
+            self._close_now()
+            return
+        self._protocol.lingering = True
+        self._transport.resume_reading()  # reading may have been paused at the high-water mark
+        self._transport.write_eof()  # after the answer is flushed: the client sees it end
+        self._closer = asyncio.get_running_loop().call_later(LINGER_S, self._close_now)
+
+    def is_closing(self) -> bool:
+        return self._protocol.lingering or self._transport.is_closing()
+
+    def _can_linger(self) -> bool:
+        return not self._transport.is_closing() and self._transport.can_write_eof()
+
+    def _close_now(self) -> None:
+        if self._closer is not None:
+            self._closer.cancel()
+            self._closer = None
+        self._transport.close()
+
+    def __getattr__(self, name: str) -> Any:  # write, get_extra_info, pause_reading, ...: the transport's own
+        return getattr(self._transport, name)
