@@ -141,3 +141,11 @@ class RequestHeaderTooLarge(ClassifierError):
 
     code = "request_header_too_large"
     status = HTTPStatus.REQUEST_HEADER_FIELDS_TOO_LARGE
+
+
+class ImageTooComplex(ClassifierError):
+    """The image would take too long to decode for its size: a progressive JPEG with hundreds of scans, a TIFF
+    cut into tens of thousands of strips or tiles. Refused before decoding, as too many pixels are."""
+
+    code = "image_too_complex"
+    status = HTTPStatus.REQUEST_ENTITY_TOO_LARGE

@@ -22,7 +22,7 @@ import numpy as np
 import pillow_heif
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from lambda_function.errors import TooManyPixels, UndecodableImage, UnsupportedImage
+from lambda_function.errors import ImageTooComplex, TooManyPixels, UndecodableImage, UnsupportedImage
 
 pillow_heif.register_heif_opener()
 # The service's own pixel cap (`DecodeLimits.max_pixels`) rules, through `Image.MAX_IMAGE_PIXELS` below; Pillow's
@@ -43,6 +43,12 @@ TRANSPARENT_BACKGROUND = (255, 255, 255)
 # covers 722 px, not 760), which halves B4's decoding time (benchmarks/run.py); the pixels stay within 0.4 levels
 # of a full decode on 12-megapixel photos (0.15 at 2x).
 JPEG_DRAFT_OVERSAMPLING = 1.9
+# Decoding time grows with the work an image asks for, not only with its pixels: every scan of a progressive
+# JPEG walks the whole image (about 4-5 ms each at the pixel cap; a 4.5 MB file of repeated scans took 234 s), and
+# each strip or tile of a TIFF is a decoder call. Encoders write about 10 scans and a few thousand strips.
+MAX_JPEG_SCANS = 100
+MAX_TIFF_STRIPS_AND_TILES = 16_384
+_TIFF_STRIP_OFFSETS, _TIFF_TILE_OFFSETS = 273, 324
 _EXIF_ORIENTATION_TAG = 0x0112
 _ORIENTATIONS_THAT_SWAP_AXES = {5, 6, 7, 8}
 
@@ -133,8 +139,9 @@ def decode_image(data: bytes, limits: DecodeLimits, target_size_px: tuple[int, i
     except _DECODE_ERRORS:
         raise UndecodableImage("the image data is corrupt and cannot be decoded") from None
     try:
+        _check_decode_work(image, data)
         return _to_upright_rgb(image, limits, target_size_px)
-    except TooManyPixels:
+    except (TooManyPixels, ImageTooComplex):
         image.close()
         raise
     except Image.DecompressionBombError:
@@ -158,7 +165,7 @@ def _to_upright_rgb(image: Image.Image, limits: DecodeLimits, target_size_px: tu
         wanted = tuple(math.ceil(side * JPEG_DRAFT_OVERSAMPLING) for side in target_size_px)
         if orientation in _ORIENTATIONS_THAT_SWAP_AXES:
             wanted = (wanted[1], wanted[0])
-        if limits.jpeg_draft and image.format == "JPEG":
+        if limits.jpeg_draft and image.format in ("JPEG", "MPO"):  # an MPO's first frame is a JPEG
             image.draft(None, wanted)
     cost = decode_cost_bytes(image)
     if cost > limits.memory_budget_bytes:
@@ -171,6 +178,59 @@ def _to_upright_rgb(image: Image.Image, limits: DecodeLimits, target_size_px: tu
         image = _shrunk(image, wanted)
     upright = ImageOps.exif_transpose(image)
     return _to_rgb(upright)
+
+
+def _check_decode_work(image: Image.Image, data: bytes) -> None:
+    """
+    Raises:
+        ImageTooComplex: more progressive scans, or TIFF strips and tiles, than the limits above.
+    """
+    if image.format in ("JPEG", "MPO"):
+        scans = jpeg_scan_count(data, stop_after=MAX_JPEG_SCANS + 1)
+        if scans > MAX_JPEG_SCANS:
+            raise ImageTooComplex(f"the JPEG has more than {MAX_JPEG_SCANS} scans")
+    elif image.format == "TIFF":
+        tags = image.tag_v2  # type: ignore[attr-defined]
+        pieces = len(tags.get(_TIFF_STRIP_OFFSETS, ())) + len(tags.get(_TIFF_TILE_OFFSETS, ()))
+        if pieces > MAX_TIFF_STRIPS_AND_TILES:
+            raise ImageTooComplex(
+                f"the TIFF is cut into {pieces:,} strips or tiles, more than {MAX_TIFF_STRIPS_AND_TILES:,}"
+            )
+
+
+def jpeg_scan_count(data: bytes, stop_after: int) -> int:
+    """The start-of-scan markers of a JPEG's first image, found by walking its segments (counting stops at
+    `stop_after`). Inside entropy-coded data a 0xFF byte is always followed by 0x00 or a restart marker, so the
+    next real marker is the next 0xFF followed by anything else."""
+    scans, position, end = 0, 2, len(data)
+    while position + 4 <= end and scans < stop_after:
+        if data[position] != 0xFF:
+            return scans  # not at a marker: malformed; the decoder will say so
+        marker = data[position + 1]
+        if marker == 0xFF:  # fill byte
+            position += 1
+            continue
+        if marker == 0xD9:  # end of image
+            break
+        if marker in _STANDALONE_MARKERS:
+            position += 2
+            continue
+        position += 2 + int.from_bytes(data[position + 2 : position + 4], "big")
+        if marker == 0xDA:  # start of scan: skip its entropy-coded data to the next marker
+            scans += 1
+            while True:
+                position = data.find(b"\xff", position)
+                if position < 0 or position + 1 >= end:
+                    return scans
+                following = data[position + 1]
+                if following == 0x00 or 0xD0 <= following <= 0xD7:
+                    position += 2
+                    continue
+                break
+    return scans
+
+
+_STANDALONE_MARKERS = frozenset({0x01, 0xD8, *range(0xD0, 0xD8)})
 
 
 def decode_cost_bytes(image: Image.Image) -> int:

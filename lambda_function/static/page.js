@@ -43,6 +43,9 @@
     request_timeout: "Sending the photo took too long. Check your connection, or try a smaller photo.",
     deadline_exceeded: "The classifier took too long to answer. Try again in a moment.",
     not_ready: TRY_AGAIN_LATER,
+    image_too_complex:
+      "This photo is stored in a way that takes too long to read. Save it again as an ordinary JPEG or PNG " +
+      "(a screenshot works too) and choose that.",
     request_header_too_large: RELOAD,
     server_busy:
       "The classifier is busy fetching other web addresses. Try again in a moment, " +

@@ -4,16 +4,18 @@ hostile or broken image becomes a clean client error (checked through the handle
 from __future__ import annotations
 
 import base64
+import io
 import subprocess
 import sys
+import time
 from typing import Any
 
 import numpy as np
 import pytest
 from PIL import Image
 
-from lambda_function.errors import TooManyPixels, UndecodableImage, UnsupportedImage
-from lambda_function.preprocessing import DecodeLimits, decode_image, prepare_image
+from lambda_function.errors import ImageTooComplex, TooManyPixels, UndecodableImage, UnsupportedImage
+from lambda_function.preprocessing import DecodeLimits, decode_image, jpeg_scan_count, prepare_image
 from tests.conftest import CAT_PHOTOS, DOG_PHOTOS, REPO_DIR, TEST_INPUT_SIZE_PX, parsed_body, rest_event
 from tests.support.images import EPS_BYTES, PDF_BYTES, encode, gif_with_bomb_second_frame, photo, png_declaring
 
@@ -269,3 +271,42 @@ def test_an_image_that_would_not_fit_the_memory_budget_is_refused_before_decodin
     with pytest.raises(TooManyPixels, match="MB to decode"):
         pixels(data, DecodeLimits(max_pixels=50_000_000, memory_budget_bytes=200_000_000))
     assert pixels(data, DecodeLimits(max_pixels=50_000_000, memory_budget_bytes=300_000_000)).shape[2] == 3
+
+
+def progressive_jpeg_with_repeated_scans(repeats: int) -> bytes:
+    """A real progressive JPEG whose last scan is repeated `repeats` times before its end: libjpeg walks the whole
+    image once per scan, so such a file costs seconds to minutes to decode."""
+    buffer = io.BytesIO()
+    Image.new("RGB", (512, 512), (120, 80, 40)).save(buffer, "JPEG", progressive=True)
+    data = buffer.getvalue()
+    last_scan, end = data.rindex(b"\xff\xda"), data.rindex(b"\xff\xd9")
+    return data[:end] + data[last_scan:end] * repeats + data[end:]
+
+
+def test_a_progressive_jpeg_with_thousands_of_scans_is_refused_before_decoding():
+    data = progressive_jpeg_with_repeated_scans(5000)
+
+    started = time.perf_counter()
+    with pytest.raises(ImageTooComplex):
+        decode_image(data, LIMITS)
+
+    assert time.perf_counter() - started < 1  # refused from the markers, not after decoding 5,000 scans
+
+
+def test_a_progressive_jpeg_as_encoders_write_it_decodes():
+    data = progressive_jpeg_with_repeated_scans(20)  # about 30 scans: more than encoders write, within the limit
+
+    assert jpeg_scan_count(data, stop_after=1000) == 30
+    assert decode_image(data, LIMITS).size == (512, 512)
+
+
+def test_a_tiff_cut_into_tens_of_thousands_of_strips_is_refused_before_decoding():
+    from PIL import TiffImagePlugin
+
+    info = TiffImagePlugin.ImageFileDirectory_v2()
+    info[278] = 1  # one row per strip
+    buffer = io.BytesIO()
+    Image.new("L", (20, 20_000), 128).save(buffer, "TIFF", tiffinfo=info)
+
+    with pytest.raises(ImageTooComplex, match="20,000 strips"):
+        decode_image(buffer.getvalue(), LIMITS)
