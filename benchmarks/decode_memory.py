@@ -1,7 +1,9 @@
 """What decoding one hostile or huge image adds to the process's peak memory (part of `make bench`).
 
-Each case is an image at or near the 50-megapixel cap in a mode that is expensive to hold (RGBA WebP, 32-bit
-TIFF, 16-bit PNG, LA PNG, palette PNG, CMYK JPEG), made flat so the files are small, as an attacker's would be.
+Each case is an image at or near the 50-megapixel cap in a mode, format or shape that is expensive to hold (RGBA
+WebP, 32-bit TIFF, 16-bit PNG, LA PNG, palette PNG, CMYK JPEG, progressive CMYK JPEG, HEIC, a TIFF of one-row
+strips; PNG and run-length BMP 1 x N, N x 1, 493 x N and N x 493), made flat so the files are small, as an
+attacker's would be.
 Each is decoded by `prepare_image` in a fresh process whose peak is reset just before (Linux `clear_refs`), so
 the figure is what that one request added, against the budget in `lambda_function.preprocessing`. Run alone:
 `python -m benchmarks.decode_memory`.
@@ -20,17 +22,36 @@ from PIL import Image
 REPO_DIR = Path(__file__).resolve().parent.parent
 WORK_DIR = REPO_DIR / "build" / "bench" / "decode-memory"
 SIDE = 7071  # 49,999,041 pixels: just under the 50-megapixel cap
+CAP = 50_000_000
+NARROW = 493  # a side too short to be shrunk along, in the old code, with the other as long as the cap allows
+SQUARE, TALL, WIDE = (SIDE, SIDE), (1, CAP), (CAP, 1)
+NARROW_TALL, NARROW_WIDE = (NARROW, CAP // NARROW), (CAP // NARROW, NARROW)
+# name: (mode, format, save parameters, (width, height)); "BMP RLE" is written by hand (Pillow cannot encode it).
 CASES = {
-    "RGBA WebP, lossless": ("RGBA", "WEBP", {"lossless": True}, SIDE),
-    "RGBA WebP, largest accepted": ("RGBA", "WEBP", {"lossless": True}, 3950),
-    "32-bit TIFF (mode I)": ("I", "TIFF", {"compression": "tiff_deflate"}, SIDE),
-    "16-bit PNG": ("I;16", "PNG", {}, SIDE),
-    "LA PNG": ("LA", "PNG", {}, SIDE),
-    "RGBA PNG": ("RGBA", "PNG", {}, SIDE),
-    "palette PNG with transparency": ("P", "PNG", {"transparency": 0}, SIDE),
-    "CMYK JPEG": ("CMYK", "JPEG", {"quality": 90}, SIDE),
+    "RGBA WebP, lossless": ("RGBA", "WEBP", {"lossless": True}, SQUARE),
+    "RGBA WebP, largest accepted": ("RGBA", "WEBP", {"lossless": True}, (3950, 3950)),
+    "32-bit TIFF (mode I)": ("I", "TIFF", {"compression": "tiff_deflate"}, SQUARE),
+    "16-bit PNG": ("I;16", "PNG", {}, SQUARE),
+    "LA PNG": ("LA", "PNG", {}, SQUARE),
+    "RGBA PNG": ("RGBA", "PNG", {}, SQUARE),
+    "palette PNG with transparency": ("P", "PNG", {"transparency": 0}, SQUARE),
+    "CMYK JPEG": ("CMYK", "JPEG", {"quality": 90}, SQUARE),
+    "progressive CMYK JPEG": ("CMYK", "JPEG", {"quality": 90, "progressive": True}, SQUARE),
+    "HEIC": ("RGB", "HEIF", {"quality": 50}, SQUARE),
+    "TIFF, one row per strip (LZW)": ("L", "TIFF", {"compression": "tiff_lzw", "rows_per_strip": 1}, SQUARE),
+    "RGBA PNG, 1 x N": ("RGBA", "PNG", {}, TALL),
+    "RGBA PNG, N x 1": ("RGBA", "PNG", {}, WIDE),
+    "RGBA PNG, 493 x N": ("RGBA", "PNG", {}, NARROW_TALL),
+    "RGBA PNG, N x 493": ("RGBA", "PNG", {}, NARROW_WIDE),
+    "palette PNG with transparency, 1 x N": ("P", "PNG", {"transparency": 0}, TALL),
+    "palette PNG with transparency, N x 1": ("P", "PNG", {"transparency": 0}, WIDE),
+    "palette PNG with transparency, 493 x N": ("P", "PNG", {"transparency": 0}, NARROW_TALL),
+    "palette PNG with transparency, N x 493": ("P", "PNG", {"transparency": 0}, NARROW_WIDE),
+    "BMP RLE, 1 x N": ("P", "BMP RLE", {}, TALL),
+    "BMP RLE, N x 1": ("P", "BMP RLE", {}, WIDE),
+    "BMP RLE, 493 x N": ("P", "BMP RLE", {}, NARROW_TALL),
+    "BMP RLE, N x 493": ("P", "BMP RLE", {}, NARROW_WIDE),
 }
-
 MEASURE = """
 import json, sys
 from pathlib import Path
@@ -50,21 +71,48 @@ print(json.dumps({"added_mb": (status("VmHWM:") - before) / 1024, "outcome": out
 """
 
 
-def make_case(mode: str, image_format: str, params: dict, side: int) -> bytes:
-    image = Image.new(mode, (side, side), 7 if mode in {"P", "I", "I;16", "L"} else None)
+def make_case(mode: str, image_format: str, params: dict, size: tuple[int, int]) -> bytes:
+    if image_format == "BMP RLE":
+        return rle_bmp(size)
+    if image_format == "HEIF":
+        import pillow_heif
+
+        pillow_heif.register_heif_opener()
+    params = dict(params)
+    rows_per_strip = params.pop("rows_per_strip", None)
+    if rows_per_strip:
+        from PIL import TiffImagePlugin
+
+        info = TiffImagePlugin.ImageFileDirectory_v2()
+        info[278] = rows_per_strip
+        params["tiffinfo"] = info
+    image = Image.new(mode, size, 7 if mode in {"P", "I", "I;16", "L"} else None)
     buffer = io.BytesIO()
     image.save(buffer, format=image_format, **params)
     return buffer.getvalue()
+
+
+def rle_bmp(size: tuple[int, int]) -> bytes:
+    """A run-length (RLE8) BMP of `size` whose data ends at once: about a kilobyte for any number of pixels."""
+    import struct
+
+    palette = b"".join(bytes((i, i, i, 0)) for i in range(256))
+    data = b"\x00\x01"  # end of bitmap
+    offset = 14 + 40 + len(palette)
+    header = struct.pack("<2sIHHI", b"BM", offset + len(data), 0, 0, offset)
+    info = struct.pack("<IiiHHIIiiII", 40, size[0], size[1], 1, 8, 1, len(data), 2835, 2835, 256, 0)
+    return header + info + palette + data
 
 
 def measure(python: Path = Path(sys.executable)) -> list[dict]:
     """Peak memory added by decoding each case, in a fresh process each."""
     WORK_DIR.mkdir(parents=True, exist_ok=True)
     rows = []
-    for name, (mode, image_format, params, side) in CASES.items():
-        path = WORK_DIR / f"{name.split(',')[0].replace(' ', '-').replace('(', '').replace(')', '')}-{side}.bin"
+    for name, (mode, image_format, params, size) in CASES.items():
+        slug = "".join(ch if ch.isalnum() else "-" for ch in name)
+        path = WORK_DIR / f"{slug}-{size[0]}x{size[1]}.bin"
         if not path.exists():
-            path.write_bytes(make_case(mode, image_format, params, side))
+            path.write_bytes(make_case(mode, image_format, params, size))
         completed = subprocess.run(
             [str(python), "-c", MEASURE, str(path)], cwd=REPO_DIR, capture_output=True, text=True, check=True
         )
@@ -72,7 +120,8 @@ def measure(python: Path = Path(sys.executable)) -> list[dict]:
         rows.append(
             {
                 "case": name,
-                "pixels": side * side,
+                "pixels": size[0] * size[1],
+                "size": f"{size[0]} x {size[1]}",
                 "file_bytes": path.stat().st_size,
                 "added_peak_mb": round(result["added_mb"]),
                 "outcome": result["outcome"],

@@ -149,3 +149,11 @@ class ImageTooComplex(ClassifierError):
 
     code = "image_too_complex"
     status = HTTPStatus.REQUEST_ENTITY_TOO_LARGE
+
+
+class TooMuchDecodeMemory(ClassifierError):
+    """Decoding the image would take more memory than a request may use (its shape, mode and format, not only its
+    pixel count: a 1 x 50,000,000 image costs more in rows than in pixels). Refused before decoding."""
+
+    code = "too_much_decode_memory"
+    status = HTTPStatus.REQUEST_ENTITY_TOO_LARGE

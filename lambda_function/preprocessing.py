@@ -22,7 +22,13 @@ import numpy as np
 import pillow_heif
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from lambda_function.errors import ImageTooComplex, TooManyPixels, UndecodableImage, UnsupportedImage
+from lambda_function.errors import (
+    ImageTooComplex,
+    TooManyPixels,
+    TooMuchDecodeMemory,
+    UndecodableImage,
+    UnsupportedImage,
+)
 
 pillow_heif.register_heif_opener()
 # The service's own pixel cap (`DecodeLimits.max_pixels`) rules, through `Image.MAX_IMAGE_PIXELS` below; Pillow's
@@ -63,9 +69,17 @@ _DECODE_ERRORS = (OSError, SyntaxError, ValueError, EOFError, struct.error, Inde
 DECODE_MEMORY_BUDGET_BYTES = 250_000_000
 # Bytes per pixel of Pillow's full-size image by mode (Pillow keeps RGB, LA, CMYK, I and F in 4 bytes a pixel).
 _STORED_BYTES_PER_PIXEL = {"1": 1, "L": 1, "P": 1, "I;16": 2, "I;16B": 2, "I;16L": 2, "I;16N": 2}
-# Pillow decodes WebP through libwebp's animation decoder, whose canvas and frame buffers come on top of the
-# image: measured, 15.4 bytes a pixel for RGBA (benchmarks/decode_memory.py).
-_DECODER_COPIES = {"WEBP": 4}
+# Full-size copies a decoder holds besides the image. WebP: libwebp's animation decoder, whose canvas and frame
+# buffers come on top of the image (measured, 15.4 bytes a pixel for RGBA); HEIF: libheif's decoded planes;
+# BMP: Pillow's run-length decoder builds the whole image in a buffer first (benchmarks/decode_memory.py).
+_DECODER_COPIES = {"WEBP": 4, "HEIF": 2, "BMP": 2}
+# Pillow's image keeps a pointer and some bookkeeping per row, and decoders hold a few rows of their own (PNG
+# unfilters against the previous row): for a 1 x 50,000,000 image the rows, not the pixels, cost the most.
+_BYTES_PER_ROW = 16
+_ROW_BUFFERS = 3
+# A progressive JPEG keeps every DCT coefficient of the whole image until its last scan: 2 bytes per coefficient,
+# one coefficient per pixel of each component at its sampling, whatever the draft scale of the output.
+_JPEG_COEFFICIENT_BYTES = 2
 # Shrinking works on bands of about this many pixels: converting (palette, 16-bit) and `reduce` (which copies
 # images with alpha to premultiply them) then never hold a second full-size copy.
 _BAND_PIXELS = 1 << 20
@@ -141,7 +155,7 @@ def decode_image(data: bytes, limits: DecodeLimits, target_size_px: tuple[int, i
     try:
         _check_decode_work(image, data)
         return _to_upright_rgb(image, limits, target_size_px)
-    except (TooManyPixels, ImageTooComplex):
+    except (TooManyPixels, TooMuchDecodeMemory, ImageTooComplex):
         image.close()
         raise
     except Image.DecompressionBombError:
@@ -149,7 +163,7 @@ def decode_image(data: bytes, limits: DecodeLimits, target_size_px: tuple[int, i
         raise TooManyPixels(f"the image has more than {limits.max_pixels:,} pixels") from None
     except MemoryError:
         image.close()
-        raise TooManyPixels("the image is too large to decode") from None
+        raise TooMuchDecodeMemory("the image is too large to decode") from None
     except _DECODE_ERRORS:
         image.close()
         raise UndecodableImage("the image data is corrupt or truncated and cannot be decoded") from None
@@ -159,17 +173,21 @@ def _to_upright_rgb(image: Image.Image, limits: DecodeLimits, target_size_px: tu
     width, height = image.size
     if width * height > limits.max_pixels:
         raise TooManyPixels(f"the image has {width * height:,} pixels, more than the limit of {limits.max_pixels:,}")
-    orientation = image.getexif().get(_EXIF_ORIENTATION_TAG, 1)
+    # Pillow's PNG reader decodes the whole image to look for an eXIf chunk after the pixels: that would be the
+    # full-size decode before the memory check. Such a PNG's orientation is read after decoding (exif_transpose).
+    has_exif_now = image.format != "PNG" or "exif" in image.info
+    orientation = image.getexif().get(_EXIF_ORIENTATION_TAG, 1) if has_exif_now else 1
     wanted = None
     if target_size_px is not None:
         wanted = tuple(math.ceil(side * JPEG_DRAFT_OVERSAMPLING) for side in target_size_px)
         if orientation in _ORIENTATIONS_THAT_SWAP_AXES:
             wanted = (wanted[1], wanted[0])
         if limits.jpeg_draft and image.format in ("JPEG", "MPO"):  # an MPO's first frame is a JPEG
+            image._full_size = image.size  # type: ignore[attr-defined]  # what the coefficients are sized by
             image.draft(None, wanted)
     cost = decode_cost_bytes(image)
     if cost > limits.memory_budget_bytes:
-        raise TooManyPixels(
+        raise TooMuchDecodeMemory(
             f"the image ({width}x{height}, {image.mode}) needs about {cost / 1e6:.0f} MB to decode, more than the "
             f"{limits.memory_budget_bytes / 1e6:.0f} MB a request may use"
         )
@@ -235,27 +253,56 @@ _STANDALONE_MARKERS = frozenset({0x01, 0xD8, *range(0xD0, 0xD8)})
 
 def decode_cost_bytes(image: Image.Image) -> int:
     """Memory that decoding `image` (opened, not yet loaded; after any draft) takes at its peak: the decoder's
-    full-size image and the decoder's own buffers where it has them. Everything after `_shrunk` is small."""
-    pixels = image.size[0] * image.size[1]
-    return pixels * _STORED_BYTES_PER_PIXEL.get(image.mode, 4) * _DECODER_COPIES.get(image.format or "", 1)
+    full-size image, its rows' bookkeeping and row buffers, and the decoder's own buffers where it has them (a
+    progressive JPEG's coefficients). Everything after `_shrunk` is small."""
+    width, height = image.size
+    bytes_per_pixel = _STORED_BYTES_PER_PIXEL.get(image.mode, 4)
+    cost = width * height * bytes_per_pixel * _DECODER_COPIES.get(image.format or "", 1)
+    cost += height * _BYTES_PER_ROW + _ROW_BUFFERS * width * bytes_per_pixel
+    if image.format in ("JPEG", "MPO") and image.info.get("progressive"):
+        cost += _progressive_jpeg_coefficient_bytes(image)
+    return cost
+
+
+def _progressive_jpeg_coefficient_bytes(image: Image.Image) -> int:
+    """The coefficient buffers of a progressive JPEG, at full size (the draft scale does not shrink them)."""
+    layers = getattr(image, "layer", None) or [("", 1, 1, 0)] * len(image.getbands())
+    width, height = getattr(image, "_full_size", None) or image.size
+    h_max = max(layer[1] for layer in layers)
+    v_max = max(layer[2] for layer in layers)
+    coefficients = sum(width * height * layer[1] * layer[2] // (h_max * v_max) for layer in layers)
+    return coefficients * _JPEG_COEFFICIENT_BYTES
 
 
 def _shrunk(image: Image.Image, wanted: tuple[int, int]) -> Image.Image:
-    """`image` box-averaged by the largest whole factor that keeps it at least `wanted` in both sides."""
+    """`image` box-averaged along each side by the largest whole factor that keeps that side at least `wanted`.
+
+    Each side is reduced on its own, so a 1 x 50,000,000 or a 50,000,000 x 1 image shrinks too (reducing only
+    when both sides were large let such images through at full size, and converting and resizing them took
+    gigabytes). The work goes tile by tile, each tile at most `_BAND_PIXELS` source pixels, so no full-size copy
+    exists beyond the decoder's.
+    """
     width, height = image.size
-    factor = min(width // wanted[0], height // wanted[1])
-    if factor < 2:
+    x_factor, y_factor = max(1, width // wanted[0]), max(1, height // wanted[1])
+    if x_factor < 2 and y_factor < 2:
         return image
-    out_width, out_height = width // factor, height // factor
-    band_rows = factor * max(1, _BAND_PIXELS // (width * factor))
+    out_width, out_height = width // x_factor, height // y_factor
+    tile_cols = max(1, min(out_width, _BAND_PIXELS // (x_factor * y_factor)))  # output columns per tile
+    tile_rows = max(1, _BAND_PIXELS // (tile_cols * x_factor * y_factor))  # output rows per tile
     reduced: Image.Image | None = None
-    for top in range(0, out_height * factor, band_rows):
-        band = _reducible(image.crop((0, top, out_width * factor, min(out_height * factor, top + band_rows))))
-        small = band.reduce(factor)
-        if reduced is None:
-            reduced = Image.new(small.mode, (out_width, out_height))
-        reduced.paste(small, (0, top // factor))
-    assert reduced is not None  # factor >= 2 means at least one band
+    for top in range(0, out_height, tile_rows):
+        for left in range(0, out_width, tile_cols):
+            box = (
+                left * x_factor,
+                top * y_factor,
+                min(out_width, left + tile_cols) * x_factor,
+                min(out_height, top + tile_rows) * y_factor,
+            )
+            small = _reducible(image.crop(box)).reduce((x_factor, y_factor))
+            if reduced is None:
+                reduced = Image.new(small.mode, (out_width, out_height))
+            reduced.paste(small, (left, top))
+    assert reduced is not None  # a factor >= 2 means at least one tile
     reduced.info = dict(image.info)  # the EXIF orientation, read by exif_transpose next
     image.close()
     return reduced

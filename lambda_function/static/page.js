@@ -43,6 +43,8 @@
     request_timeout: "Sending the photo took too long. Check your connection, or try a smaller photo.",
     deadline_exceeded: "The classifier took too long to answer. Try again in a moment.",
     not_ready: TRY_AGAIN_LATER,
+    too_much_decode_memory:
+      "This photo is too big to read (its size, shape or format). Save it smaller, as a JPEG or PNG, and choose that.",
     image_too_complex:
       "This photo is stored in a way that takes too long to read. Save it again as an ordinary JPEG or PNG " +
       "(a screenshot works too) and choose that.",

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import io
+import json
 import subprocess
 import sys
 import time
@@ -14,7 +15,13 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from lambda_function.errors import ImageTooComplex, TooManyPixels, UndecodableImage, UnsupportedImage
+from lambda_function.errors import (
+    ImageTooComplex,
+    TooManyPixels,
+    TooMuchDecodeMemory,
+    UndecodableImage,
+    UnsupportedImage,
+)
 from lambda_function.preprocessing import DecodeLimits, decode_image, jpeg_scan_count, prepare_image
 from tests.conftest import CAT_PHOTOS, DOG_PHOTOS, REPO_DIR, TEST_INPUT_SIZE_PX, parsed_body, rest_event
 from tests.support.images import EPS_BYTES, PDF_BYTES, encode, gif_with_bomb_second_frame, photo, png_declaring
@@ -268,7 +275,7 @@ def test_a_large_image_is_shrunk_right_after_decoding_with_the_same_colours(mode
 def test_an_image_that_would_not_fit_the_memory_budget_is_refused_before_decoding():
     data = encode(Image.new("RGBA", (4000, 4000)), "WEBP", lossless=True)  # 16 M pixels, 16 bytes each to decode
 
-    with pytest.raises(TooManyPixels, match="MB to decode"):
+    with pytest.raises(TooMuchDecodeMemory, match="MB to decode"):
         pixels(data, DecodeLimits(max_pixels=50_000_000, memory_budget_bytes=200_000_000))
     assert pixels(data, DecodeLimits(max_pixels=50_000_000, memory_budget_bytes=300_000_000)).shape[2] == 3
 
@@ -310,3 +317,25 @@ def test_a_tiff_cut_into_tens_of_thousands_of_strips_is_refused_before_decoding(
 
     with pytest.raises(ImageTooComplex, match="20,000 strips"):
         decode_image(buffer.getvalue(), LIMITS)
+
+
+@pytest.mark.parametrize(
+    ("mode", "size"),
+    [("RGBA", (1, 25_000_000)), ("RGBA", (25_000_000, 1)), ("P", (493, 50_000)), ("P", (50_000, 493))],
+    ids=["RGBA 1xN", "RGBA Nx1", "palette 493xN", "palette Nx493"],
+)
+def test_narrow_and_tall_images_stay_within_the_decode_memory_budget(tmp_path, mode, size):
+    """Measured in a fresh process, as `make bench` does (benchmarks/decode_memory.py): what decoding added."""
+    from benchmarks.decode_memory import MEASURE
+    from lambda_function.preprocessing import DECODE_MEMORY_BUDGET_BYTES
+
+    image = Image.new(mode, size, 7 if mode == "P" else (128, 128, 128, 200))
+    path = tmp_path / "narrow.png"
+    image.save(path, "PNG", **({"transparency": 0} if mode == "P" else {}))
+    completed = subprocess.run(
+        [sys.executable, "-c", MEASURE, str(path)], cwd=REPO_DIR, capture_output=True, text=True, check=True
+    )
+    measured = json.loads(completed.stdout.strip().splitlines()[-1])
+
+    assert measured["outcome"] in ("decoded", "413 too_much_decode_memory")  # refused before decoding, or fits
+    assert measured["added_mb"] * 1024 * 1024 < DECODE_MEMORY_BUDGET_BYTES
