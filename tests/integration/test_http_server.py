@@ -448,9 +448,12 @@ def server_with_a_stuck_resolver(service_env: dict[str, str]) -> Iterator[Server
         yield running
 
 
-@pytest.mark.parametrize("upstream", ["dripping status line", "dripping headers", "1xx flood", "stuck DNS"])
+@pytest.mark.parametrize(
+    "upstream", ["dripping status line", "dripping headers", "1xx flood", "dripping body", "stuck DNS"]
+)
 def test_a_slow_upstream_ends_within_the_fetch_deadline_plus_a_second(server_with_a_stuck_resolver, upstream):
     routes = {
+        "/body": http_server.drip(CAT_PHOTOS[0].read_bytes(), interval_s=0.05, max_duration_s=8),
         "/status": http_server.drip_status_line(max_duration_s=6),
         "/headers": http_server.drip_headers(max_duration_s=6),
         "/continue": http_server.continue_flood(interval_s=0.5, max_duration_s=8),
@@ -458,6 +461,7 @@ def test_a_slow_upstream_ends_within_the_fetch_deadline_plus_a_second(server_wit
     with http_server.running(routes) as host:
         url = {
             "dripping status line": host.url("/status"),
+            "dripping body": host.url("/body"),
             "dripping headers": host.url("/headers"),
             "1xx flood": host.url("/continue"),
             "stuck DNS": "http://photos.stuck.test/cat.jpg",
