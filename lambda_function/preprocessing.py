@@ -83,6 +83,9 @@ _JPEG_COEFFICIENT_BYTES = 2
 # Shrinking works on bands of about this many pixels: converting (palette, 16-bit) and `reduce` (which copies
 # images with alpha to premultiply them) then never hold a second full-size copy.
 _BAND_PIXELS = 1 << 20
+# An image with one side under twice the wanted size is reduced along its other side alone only above this many
+# pixels (a 1 x N or 493 x N image); smaller ones are converted and resized as they are, which is cheap.
+_ELONGATED_MIN_PIXELS = 4 * _BAND_PIXELS
 
 
 @dataclass(frozen=True)
@@ -275,15 +278,21 @@ def _progressive_jpeg_coefficient_bytes(image: Image.Image) -> int:
 
 
 def _shrunk(image: Image.Image, wanted: tuple[int, int]) -> Image.Image:
-    """`image` box-averaged along each side by the largest whole factor that keeps that side at least `wanted`.
+    """`image` box-averaged by the largest whole factor that keeps it at least `wanted` in both sides; where one
+    side is already smaller than that, along the other side alone.
 
-    Each side is reduced on its own, so a 1 x 50,000,000 or a 50,000,000 x 1 image shrinks too (reducing only
-    when both sides were large let such images through at full size, and converting and resizing them took
-    gigabytes). The work goes tile by tile, each tile at most `_BAND_PIXELS` source pixels, so no full-size copy
-    exists beyond the decoder's.
+    So a 1 x 50,000,000 or a 50,000,000 x 1 image shrinks too (reducing only when both sides were large let such
+    images through at full size, and converting and resizing them took gigabytes). The work goes tile by tile,
+    each tile at most `_BAND_PIXELS` source pixels, so no full-size copy exists beyond the decoder's.
     """
     width, height = image.size
-    x_factor, y_factor = max(1, width // wanted[0]), max(1, height // wanted[1])
+    factor = min(width // wanted[0], height // wanted[1])
+    if factor >= 2:  # the same factor along both sides: the shape is kept, as the models were trained on
+        x_factor = y_factor = factor
+    elif width * height > _ELONGATED_MIN_PIXELS:  # one side already small, and the image large: the other alone
+        x_factor, y_factor = max(1, width // wanted[0]), max(1, height // wanted[1])
+    else:  # an ordinary photo near the input size: left as it is, as it always was
+        return image
     if x_factor < 2 and y_factor < 2:
         return image
     out_width, out_height = width // x_factor, height // y_factor
