@@ -235,6 +235,33 @@ def test_when_the_url_fetch_slots_are_full_a_url_gets_a_fast_503_and_uploads_are
     assert results == [504] * 4
 
 
+def test_with_64_slow_url_fetches_at_once_uploads_are_served_at_their_usual_speed(server):
+    photos = CAT_PHOTOS[:4]
+
+    def upload_seconds() -> list[float]:
+        seconds = []
+        for photo in photos:
+            started = time.monotonic()
+            assert call(server.base_url, "POST", "/predict", upload(photo))[0] == 200
+            seconds.append(time.monotonic() - started)
+        return seconds
+
+    idle = upload_seconds()
+    slow_photo = http_server.drip(CAT_PHOTOS[0].read_bytes(), interval_s=0.05, max_duration_s=10)
+    with http_server.running({"/slow.jpg": slow_photo}) as host, ThreadPoolExecutor(max_workers=64) as pool:
+        slow = [
+            pool.submit(call, server.base_url, "POST", "/predict", {"url": host.url("/slow.jpg")}) for _ in range(64)
+        ]
+        wait_until(lambda: len(host.requests) >= 24, what="the URL slots filling")  # 24 of 32 threads by default
+        loaded = upload_seconds()
+        statuses = sorted(future.result(timeout=60)[0] for future in slow)
+
+    # Usual speed: the same order as idle on a shared machine, far from the fetch deadline (4 s) a starved upload
+    # would wait for a thread.
+    assert max(loaded) < 3 * max(idle) + 1
+    assert set(statuses) == {503, 504} and statuses.count(504) <= 24  # fetched until the deadline, or refused
+
+
 # The body cap
 
 

@@ -59,3 +59,26 @@ def test_every_variable_the_settings_read_is_in_the_configuration_table_and_no_o
 
     assert read - {"AWS_LAMBDA_FUNCTION_MEMORY_SIZE"} <= table
     assert table - powertools_own <= read
+
+
+def test_the_security_pages_table_of_request_limits_states_the_settings_defaults():
+    from lambda_function.settings import ServerSettings
+
+    source = (REPO_DIR / "lambda_function" / "settings.py").read_text()
+    attribute_of = dict(re.findall(r'_number\(\s*env, "([A-Z][A-Z0-9_]+)", default\.(\w+)', source))
+    page = (REPO_DIR / "docs" / "security.md").read_text()
+    table = page.split("## The HTTP server's request limits", 1)[1]
+    rows = re.findall(r"^\| [^|]+ \| `([A-Z][A-Z0-9_]+)` \| ([^|]+) \|", table, re.M)
+    defaults = ServerSettings(max_url_fetches=None)
+    checked = 0
+    for name, cell in rows:
+        digits = re.sub(r"[^0-9]", "", cell.split("(")[0])
+        if name not in attribute_of or not digits:
+            continue  # a default that is a rule, not a number (DECODE_CONCURRENCY)
+        stated = int(digits) * (1024 if "KB" in cell else 1)
+        assert stated == getattr(defaults, attribute_of[name]), name
+        checked += 1
+    assert "SERVER_MAX_URL_FETCHES" in dict(rows) and defaults.max_url_fetches == int(
+        dict(rows)["SERVER_MAX_URL_FETCHES"]
+    )
+    assert checked >= 5
