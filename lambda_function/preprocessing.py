@@ -186,9 +186,8 @@ def _to_upright_rgb(image: Image.Image, limits: DecodeLimits, target_size_px: tu
         if orientation in _ORIENTATIONS_THAT_SWAP_AXES:
             wanted = (wanted[1], wanted[0])
         if limits.jpeg_draft and image.format in ("JPEG", "MPO"):  # an MPO's first frame is a JPEG
-            image._full_size = image.size  # type: ignore[attr-defined]  # what the coefficients are sized by
             image.draft(None, wanted)
-    cost = decode_cost_bytes(image)
+    cost = decode_cost_bytes(image, full_size=(width, height))
     if cost > limits.memory_budget_bytes:
         raise TooMuchDecodeMemory(
             f"the image ({width}x{height}, {image.mode}) needs about {cost / 1e6:.0f} MB to decode, more than the "
@@ -254,23 +253,24 @@ def jpeg_scan_count(data: bytes, stop_after: int) -> int:
 _STANDALONE_MARKERS = frozenset({0x01, 0xD8, *range(0xD0, 0xD8)})
 
 
-def decode_cost_bytes(image: Image.Image) -> int:
+def decode_cost_bytes(image: Image.Image, full_size: tuple[int, int]) -> int:
     """Memory that decoding `image` (opened, not yet loaded; after any draft) takes at its peak: the decoder's
     full-size image, its rows' bookkeeping and row buffers, and the decoder's own buffers where it has them (a
-    progressive JPEG's coefficients). Everything after `_shrunk` is small."""
+    progressive JPEG's coefficients, sized by `full_size`, the image's size before any draft). Everything after
+    `_shrunk` is small."""
     width, height = image.size
     bytes_per_pixel = _STORED_BYTES_PER_PIXEL.get(image.mode, 4)
     cost = width * height * bytes_per_pixel * _DECODER_COPIES.get(image.format or "", 1)
     cost += height * _BYTES_PER_ROW + _ROW_BUFFERS * width * bytes_per_pixel
     if image.format in ("JPEG", "MPO") and image.info.get("progressive"):
-        cost += _progressive_jpeg_coefficient_bytes(image)
+        cost += _progressive_jpeg_coefficient_bytes(image, full_size)
     return cost
 
 
-def _progressive_jpeg_coefficient_bytes(image: Image.Image) -> int:
+def _progressive_jpeg_coefficient_bytes(image: Image.Image, full_size: tuple[int, int]) -> int:
     """The coefficient buffers of a progressive JPEG, at full size (the draft scale does not shrink them)."""
     layers = getattr(image, "layer", None) or [("", 1, 1, 0)] * len(image.getbands())
-    width, height = getattr(image, "_full_size", None) or image.size
+    width, height = full_size
     h_max = max(layer[1] for layer in layers)
     v_max = max(layer[2] for layer in layers)
     coefficients = sum(width * height * layer[1] * layer[2] // (h_max * v_max) for layer in layers)

@@ -8,7 +8,6 @@ of the two shared training sets.
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import subprocess
 import sys
@@ -21,6 +20,7 @@ from conversion.convert import main as convert_main
 from lambda_function.inference import Classifier
 from lambda_function.model_contract import BreedRule, load_sidecar
 from tests.conftest import EVENTS_DIR, PHOTOS_DIR, REPO_DIR, SHARED_DIR
+from tests.support.cli import environment_without_test_model
 from training import evaluate, prepare_dataset, train
 
 DEFAULT_MODEL = REPO_DIR / "models" / "cat-breeds-34.tflite"
@@ -53,8 +53,7 @@ def test_breeds_route_lists_exactly_the_sidecar_labels(tmp_path):
     completed = subprocess.run(
         [sys.executable, "-m", "lambda_function", "invoke", str(tmp_path / "breeds.json")],
         cwd=REPO_DIR,
-        # The default model: not the test model that other tests' fixtures put into MODEL_PATH.
-        env={name: value for name, value in os.environ.items() if name != "MODEL_PATH"},
+        env=environment_without_test_model(),
         capture_output=True,
         text=True,
         timeout=120,

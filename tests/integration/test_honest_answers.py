@@ -15,6 +15,7 @@ from typing import Any
 import boto3
 import pytest
 
+from lambda_function.api import MAX_TOP_K
 from lambda_function.model_contract import load_sidecar
 from lambda_function.s3_tagging import S3Tagger
 from lambda_function.service import BreedService
@@ -24,7 +25,6 @@ from tests.support.api_server import ServerProcess, call, running_server
 
 DEFAULT_MODEL = REPO_DIR / "models" / "cat-breeds-34.tflite"
 BUCKET = "honest-answers"
-ALL_LABELS = 100  # top_k large enough for every label: P(No cat) is then always in the answer
 
 
 @pytest.fixture(scope="module")
@@ -38,7 +38,8 @@ def answers(server: ServerProcess) -> dict[Path, dict]:
     """The API's whole answer (every label) for every shared cat photo."""
     result = {}
     for photo in CAT_PHOTOS:
-        body = {"image": base64.b64encode(photo.read_bytes()).decode(), "top_k": ALL_LABELS}
+        # top_k at its maximum: every label, so P(No cat) is always in the answer
+        body = {"image": base64.b64encode(photo.read_bytes()).decode(), "top_k": MAX_TOP_K}
         status, answer = call(server.base_url, "POST", "/predict", body)
         assert status == 200, answer
         result[photo] = answer

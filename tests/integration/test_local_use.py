@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import re
 import subprocess
 import sys
@@ -11,7 +10,7 @@ import sys
 from lambda_function.cli import main
 from tests.conftest import CAT_PHOTOS, DOG_PHOTOS, EVENTS_DIR, REPO_DIR
 from tests.support import http_server
-from tests.support.cli import run_cli
+from tests.support.cli import environment_without_test_model, run_cli
 
 
 def test_predict_prints_a_readable_top_k_table(service_env, service, capsys):
@@ -73,8 +72,7 @@ def test_make_demo_classifies_each_demo_photo_with_the_34_breed_model_and_says_i
     completed = subprocess.run(
         ["make", "--silent", "demo", f"PY={sys.executable}"],
         cwd=REPO_DIR,
-        # The default model: not the test model that other tests' fixtures put into MODEL_PATH.
-        env={name: value for name, value in os.environ.items() if name != "MODEL_PATH"},
+        env=environment_without_test_model(),
         capture_output=True,
         text=True,
         timeout=300,

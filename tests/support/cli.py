@@ -20,3 +20,9 @@ def run_cli(*args: str, env: dict[str, str] | None = None, timeout_s: float = 12
         env={**os.environ, **(env or {})},
         check=False,
     )
+
+
+def environment_without_test_model() -> dict[str, str]:
+    """This process's environment without MODEL_PATH, which other tests' fixtures point at the test model: a
+    command run with it serves the committed default model."""
+    return {name: value for name, value in os.environ.items() if name != "MODEL_PATH"}
