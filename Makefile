@@ -10,8 +10,8 @@ CHECKOV_STAMP := .venv-checkov/.installed-stamp
 CHROMIUM := /usr/bin/chromium
 SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
 PHOTOS := ../shared/photos
-DEMO_PHOTOS := $(PHOTOS)/cats/Bengal_109.jpg $(PHOTOS)/cats/Maine_Coon_136.jpg $(PHOTOS)/cats/Sphynx_127.jpg \
-               $(PHOTOS)/cats/Siamese_109.jpg $(PHOTOS)/dogs/american_bulldog_106.jpg
+# Committed with their credits (demo/photos/ATTRIBUTION.md), so that `make demo` needs nothing beside the checkout.
+DEMO_PHOTOS := $(sort $(wildcard demo/photos/*.jpg))
 # The default model (docs/model.md): trained by `make breed-model` from the two shared cat photo sets, the Oxford
 # photos of 12 breeds (with the "No cat" photos) and the web photos of 34 breeds (no licence stated: research use).
 OXFORD_DATA := ../shared/datasets/cat-breeds-12
@@ -30,7 +30,7 @@ $(STAMP): requirements.txt requirements/dev.txt
 	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements/dev.txt
 	touch $(STAMP)
 
-# Classifies a few shared photos with the committed default model (models/cat-breeds-12.tflite).
+# Classifies the committed demo photos with the committed default model (models/cat-breeds-34.tflite).
 demo: $(STAMP)
 	@for photo in $(DEMO_PHOTOS); do $(PY) -m lambda_function predict $$photo --top-k 3 || exit 1; done
 

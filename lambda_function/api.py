@@ -20,6 +20,7 @@ from pydantic.json_schema import SkipJsonSchema
 
 from lambda_function.errors import ClassifierError
 from lambda_function.observability import logger, record_metric
+from lambda_function.request_deadline import current_deadline
 from lambda_function.service import ClassifiedImage, get_service
 from lambda_function.web_page import web_page
 
@@ -128,10 +129,11 @@ def _model_info() -> ModelInfo:
 )
 def predict(request: PredictRequest) -> PredictResponse:
     service = get_service()
+    deadline = current_deadline()
     if request.url is not None:
-        result: ClassifiedImage = service.classify_url(request.url, request.top_k)
+        result: ClassifiedImage = service.classify_url(request.url, request.top_k, deadline)
     else:
-        result = service.classify_base64(request.image or "", request.top_k)
+        result = service.classify_base64(request.image or "", request.top_k, deadline)
     logger.info(
         "classified",
         extra={

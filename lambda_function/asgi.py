@@ -266,30 +266,34 @@ class BreedServerApp:
             )
             response.headers.append((b"retry-after", str(RETRY_AFTER_S).encode()))
             return response
-        work = loop.run_in_executor(self._pool, self._resolve_holding_slot if holds_url_slot else self._resolve, event)
+        # The work stops at the same deadline (loop.time() is time.monotonic()): it gives its compute slot back
+        # instead of finishing a decode for a client that was already answered.
+        resolve_in_thread = self._resolve_holding_slot if holds_url_slot else self._resolve
+        work = loop.run_in_executor(self._pool, resolve_in_thread, event, deadline)
         try:
             async with asyncio.timeout_at(deadline):
                 return await work
         except TimeoutError:
-            # A request still queued is dropped; one running finishes in its thread within the fetch deadline.
+            # A request still queued is dropped; one running stops at its next step (a fetch within its own
+            # deadline, a decode at its next read).
             return error_response(DeadlineExceeded(f"the service could not answer within {seconds}"))
 
-    def _resolve_holding_slot(self, event: dict[str, Any]) -> HttpResponse:
+    def _resolve_holding_slot(self, event: dict[str, Any], deadline: float | None = None) -> HttpResponse:
         """`_resolve` for a URL request; its slot is given back when the work ends, not when the request's
         deadline answers the client, so the slots count the threads that slow upstreams really hold."""
         try:
-            return self._resolve(event)
+            return self._resolve(event, deadline)
         finally:
             self._url_slots.give_back()
 
-    def _resolve(self, event: dict[str, Any]) -> HttpResponse:
+    def _resolve(self, event: dict[str, Any], deadline: float | None = None) -> HttpResponse:
         """Answer an API Gateway HTTP API event with this thread's resolver (the Lambda function's code path)."""
         resolver = getattr(self._resolvers, "resolver", None)
         if resolver is None:
             resolver = ConcurrentHttpResolver(enable_validation=True)
             resolver.include_router(router)
             self._resolvers.resolver = resolver
-        return from_proxy_response(resolve(resolver, event, None))
+        return from_proxy_response(resolve(resolver, event, None, deadline))
 
 
 async def read_body(scope: Scope, receive: Receive, max_bytes: int) -> bytes:

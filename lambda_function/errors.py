@@ -145,7 +145,8 @@ class RequestHeaderTooLarge(ClassifierError):
 
 class ImageTooComplex(ClassifierError):
     """The image would take too long to decode for its size: a progressive JPEG with hundreds of scans, a TIFF
-    cut into tens of thousands of strips or tiles. Refused before decoding, as too many pixels are."""
+    cut into tens of thousands of strips or tiles (refused before decoding, as too many pixels are), or one whose
+    decode took its whole time budget (abandoned then)."""
 
     code = "image_too_complex"
     status = HTTPStatus.REQUEST_ENTITY_TOO_LARGE

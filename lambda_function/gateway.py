@@ -26,6 +26,7 @@ from lambda_function.errors import (
     UnsupportedContentType,
 )
 from lambda_function.observability import logger
+from lambda_function.request_deadline import lambda_deadline, request_deadline
 
 # The methods of each route, from the router itself (powertools keys its routes by (rule, methods, ...)).
 ROUTE_METHODS: dict[str, frozenset[str]] = {}
@@ -40,11 +41,17 @@ MAX_INTEGER_DIGITS = 20
 MAX_JSON_FIELDS = 32
 
 
-def resolve(resolver: ApiGatewayResolver, event: Any, context: Any) -> dict[str, Any]:
+def resolve(resolver: ApiGatewayResolver, event: Any, context: Any, deadline: float | None = None) -> dict[str, Any]:
     """Check `event`, then let `resolver` answer it; a refusal is answered in the API's error shape.
 
-    HEAD is answered as GET without a body (RFC 9110), so `HEAD /health` works as load balancers expect.
+    HEAD is answered as GET without a body (RFC 9110), so `HEAD /health` works as load balancers expect. The work
+    stops at `deadline` (`time.monotonic()`), by default the Lambda invocation's (`request_deadline`).
     """
+    with request_deadline(deadline if deadline is not None else lambda_deadline(context)):
+        return _resolve_checked(resolver, event, context)
+
+
+def _resolve_checked(resolver: ApiGatewayResolver, event: Any, context: Any) -> dict[str, Any]:
     request = _read_request(event)
     if isinstance(request, dict):
         return request

@@ -20,9 +20,10 @@ class LocalLambdaContext:
     aws_request_id: str = ""
     log_group_name: str = "/aws/lambda/cat-breed-classifier-local"
     log_stream_name: str = "local"
+    remaining_ms: int = 30_000  # the time the invocation has left, as Lambda counts it down from the timeout
 
     def __post_init__(self) -> None:
         self.aws_request_id = self.aws_request_id or str(uuid.uuid4())
 
     def get_remaining_time_in_millis(self) -> int:
-        return 30_000
+        return self.remaining_ms

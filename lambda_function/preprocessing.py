@@ -15,7 +15,9 @@ from __future__ import annotations
 import io
 import math
 import struct
+import time
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -23,6 +25,8 @@ import pillow_heif
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from lambda_function.errors import (
+    ClassifierError,
+    DeadlineExceeded,
     ImageTooComplex,
     TooManyPixels,
     TooMuchDecodeMemory,
@@ -50,9 +54,11 @@ TRANSPARENT_BACKGROUND = (255, 255, 255)
 # of a full decode on 12-megapixel photos (0.15 at 2x).
 JPEG_DRAFT_OVERSAMPLING = 1.9
 # Decoding time grows with the work an image asks for, not only with its pixels: every scan of a progressive
-# JPEG walks the whole image (about 4-5 ms each at the pixel cap; a 4.5 MB file of repeated scans took 234 s), and
-# each strip or tile of a TIFF is a decoder call. Encoders write about 10 scans and a few thousand strips.
+# JPEG walks the whole image (about 28 ms each at the 50-megapixel cap on 2 cores; a 4.5 MB file of repeated scans
+# took 234 s), and each strip or tile of a TIFF is a decoder call. Encoders write about 10 scans (18 for CMYK) and
+# a few thousand strips. The scans are limited in number and in scans x pixels: 30 scans at the cap (under 1 s).
 MAX_JPEG_SCANS = 100
+MAX_JPEG_SCAN_PIXELS = 1_500_000_000
 MAX_TIFF_STRIPS_AND_TILES = 16_384
 _TIFF_STRIP_OFFSETS, _TIFF_TILE_OFFSETS = 273, 324
 _EXIF_ORIENTATION_TAG = 0x0112
@@ -90,11 +96,58 @@ _ELONGATED_MIN_PIXELS = 4 * _BAND_PIXELS
 
 @dataclass(frozen=True)
 class DecodeLimits:
-    """Limits on what the decoder accepts."""
+    """Limits on what the decoder accepts.
+
+    `time_budget_s` bounds one decode's time (None: unbounded, as training wants): a decode is a series of
+    steps (each read of the file by the decoder, each tile of the shrinking, the conversion, the resize), and the
+    time is checked between them, so a decode over its budget is abandoned at its next step. No step is long:
+    the limits above bound the ones that cannot be cut (a HEIC or a TIFF is decoded in one call; the scans of a
+    progressive JPEG may all sit in one read), at about 1.6 s for the largest accepted HEIC (`make bench`).
+    """
 
     max_pixels: int
     jpeg_draft: bool = True
     memory_budget_bytes: int = DECODE_MEMORY_BUDGET_BYTES
+    time_budget_s: float | None = None
+
+
+class _DecodeClock:
+    """When a decode must stop: at its time budget (the image asks for too much work) or at the request's
+    deadline (the request ran out of time), whichever comes first."""
+
+    def __init__(self, limits: DecodeLimits, deadline: float | None, clock: Callable[[], float]) -> None:
+        self._clock = clock
+        self._budget_s = limits.time_budget_s
+        self._deadline = deadline
+        budget_end = None if self._budget_s is None else clock() + self._budget_s
+        ends = [end for end in (deadline, budget_end) if end is not None]
+        self._stop_at = min(ends) if ends else math.inf
+
+    def check(self) -> None:
+        """
+        Raises:
+            DeadlineExceeded: the request's deadline has passed.
+            ImageTooComplex: the decode has taken its whole time budget.
+        """
+        now = self._clock()
+        if now < self._stop_at:
+            return
+        if self._deadline is not None and now >= self._deadline:
+            raise DeadlineExceeded("the request's deadline passed while its image was being decoded")
+        raise ImageTooComplex(f"the image takes more than {self._budget_s:g} s to decode")
+
+
+class _TimedBytes(io.BytesIO):
+    """The encoded image as the decoders read it: every read first checks the decode's clock, so a decode out of
+    time stops at the decoder's next read (Pillow's decoders read 64 KB at a time)."""
+
+    def __init__(self, data: bytes, clock: _DecodeClock) -> None:
+        super().__init__(data)
+        self._decode_clock = clock
+
+    def read(self, size: int | None = -1) -> bytes:
+        self._decode_clock.check()
+        return super().read(size)
 
 
 def is_image_name(name: str) -> bool:
@@ -106,13 +159,21 @@ def is_image_name(name: str) -> bool:
     return name.lower().endswith(tuple(IMAGE_SUFFIXES))
 
 
-def prepare_image(data: bytes, size_px: tuple[int, int], limits: DecodeLimits) -> np.ndarray:
+def prepare_image(
+    data: bytes,
+    size_px: tuple[int, int],
+    limits: DecodeLimits,
+    deadline: float | None = None,
+    clock: Callable[[], float] = time.monotonic,
+) -> np.ndarray:
     """Decode image bytes and resize them to `size_px` (width, height).
 
     Args:
         data: the encoded image (any format in ALLOWED_FORMATS).
         size_px: the model's input size as (width, height).
-        limits: pixel cap and whether JPEG draft decoding may be used.
+        limits: pixel, memory and time caps, and whether JPEG draft decoding may be used.
+        deadline: when the request must be answered, on `clock`; the decode stops at its next step after it.
+        clock: the clock `deadline` and the time budget are read on.
 
     Returns:
         A (height, width, 3) uint8 array of RGB pixels.
@@ -121,9 +182,13 @@ def prepare_image(data: bytes, size_px: tuple[int, int], limits: DecodeLimits) -
         UnsupportedImage: not an image in an allowed format.
         TooManyPixels: the image declares more pixels than `limits.max_pixels`.
         UndecodableImage: an allowed format with corrupt or truncated data.
+        TooMuchDecodeMemory, ImageTooComplex: decoding would take too much memory, or takes too long.
+        DeadlineExceeded: the deadline passed during the decode.
     """
-    image = decode_image(data, limits, target_size_px=size_px)
+    decode_clock = _DecodeClock(limits, deadline, clock)
+    image = _decode(data, limits, size_px, decode_clock)
     try:
+        decode_clock.check()
         return resize_to_input(image, size_px)
     finally:
         image.close()
@@ -134,21 +199,34 @@ def resize_to_input(image: Image.Image, size_px: tuple[int, int]) -> np.ndarray:
     return np.asarray(image.resize(size_px, RESAMPLING), dtype=np.uint8)
 
 
-def decode_image(data: bytes, limits: DecodeLimits, target_size_px: tuple[int, int] | None = None) -> Image.Image:
+def decode_image(
+    data: bytes,
+    limits: DecodeLimits,
+    target_size_px: tuple[int, int] | None = None,
+    deadline: float | None = None,
+    clock: Callable[[], float] = time.monotonic,
+) -> Image.Image:
     """Decode the first frame of an image into an upright RGB Pillow image.
 
     With `target_size_px` (the size the image will be resized to), a JPEG is decoded at the smallest DCT scale
     (1/2, 1/4, 1/8) that still covers 1.9 times that size (if `limits.jpeg_draft`): a 12-megapixel phone photo
     then decodes several times faster, and the final resize still shrinks, so the result is equivalent
     (tests/unit/test_preprocessing.py measures it). Other formats are shrunk by box averaging (`reduce`) to about that
-    size right after decoding, so that only the decoder's buffer is ever full size.
+    size right after decoding, so that only the decoder's buffer is ever full size. `deadline` and `clock` are as
+    in `prepare_image`.
     """
+    return _decode(data, limits, target_size_px, _DecodeClock(limits, deadline, clock))
+
+
+def _decode(
+    data: bytes, limits: DecodeLimits, target_size_px: tuple[int, int] | None, clock: _DecodeClock
+) -> Image.Image:
     # Pillow raises DecompressionBombError above twice this figure, for every frame it ever opens, so the
     # cap holds for later frames of an animation as well as for the first, with no warning filters (which
     # are process-global and not thread-safe) involved.
     Image.MAX_IMAGE_PIXELS = max(1, limits.max_pixels // 2)
     try:
-        image = Image.open(io.BytesIO(data), formats=ALLOWED_FORMATS)
+        image = Image.open(_TimedBytes(data, clock), formats=ALLOWED_FORMATS)
     except Image.DecompressionBombError:
         raise TooManyPixels(f"the image has more than {limits.max_pixels:,} pixels") from None
     except UnidentifiedImageError:
@@ -157,8 +235,8 @@ def decode_image(data: bytes, limits: DecodeLimits, target_size_px: tuple[int, i
         raise UndecodableImage("the image data is corrupt and cannot be decoded") from None
     try:
         _check_decode_work(image, data)
-        return _to_upright_rgb(image, limits, target_size_px)
-    except (TooManyPixels, TooMuchDecodeMemory, ImageTooComplex):
+        return _to_upright_rgb(image, limits, target_size_px, clock)
+    except ClassifierError:
         image.close()
         raise
     except Image.DecompressionBombError:
@@ -172,7 +250,9 @@ def decode_image(data: bytes, limits: DecodeLimits, target_size_px: tuple[int, i
         raise UndecodableImage("the image data is corrupt or truncated and cannot be decoded") from None
 
 
-def _to_upright_rgb(image: Image.Image, limits: DecodeLimits, target_size_px: tuple[int, int] | None) -> Image.Image:
+def _to_upright_rgb(
+    image: Image.Image, limits: DecodeLimits, target_size_px: tuple[int, int] | None, clock: _DecodeClock
+) -> Image.Image:
     width, height = image.size
     if width * height > limits.max_pixels:
         raise TooManyPixels(f"the image has {width * height:,} pixels, more than the limit of {limits.max_pixels:,}")
@@ -195,7 +275,8 @@ def _to_upright_rgb(image: Image.Image, limits: DecodeLimits, target_size_px: tu
         )
     image.load()
     if wanted is not None:
-        image = _shrunk(image, wanted)
+        image = _shrunk(image, wanted, clock)
+    clock.check()
     upright = ImageOps.exif_transpose(image)
     return _to_rgb(upright)
 
@@ -209,6 +290,12 @@ def _check_decode_work(image: Image.Image, data: bytes) -> None:
         scans = jpeg_scan_count(data, stop_after=MAX_JPEG_SCANS + 1)
         if scans > MAX_JPEG_SCANS:
             raise ImageTooComplex(f"the JPEG has more than {MAX_JPEG_SCANS} scans")
+        pixels = image.size[0] * image.size[1]
+        if scans * pixels > MAX_JPEG_SCAN_PIXELS:
+            raise ImageTooComplex(
+                f"the JPEG has {scans} scans of {pixels:,} pixels each; at most {MAX_JPEG_SCAN_PIXELS:,} scanned "
+                "pixels in all are decoded"
+            )
     elif image.format == "TIFF":
         tags = image.tag_v2  # type: ignore[attr-defined]
         pieces = len(tags.get(_TIFF_STRIP_OFFSETS, ())) + len(tags.get(_TIFF_TILE_OFFSETS, ()))
@@ -277,7 +364,7 @@ def _progressive_jpeg_coefficient_bytes(image: Image.Image, full_size: tuple[int
     return coefficients * _JPEG_COEFFICIENT_BYTES
 
 
-def _shrunk(image: Image.Image, wanted: tuple[int, int]) -> Image.Image:
+def _shrunk(image: Image.Image, wanted: tuple[int, int], clock: _DecodeClock) -> Image.Image:
     """`image` box-averaged by the largest whole factor that keeps it at least `wanted` in both sides; where one
     side is already smaller than that, along the other side alone.
 
@@ -301,6 +388,7 @@ def _shrunk(image: Image.Image, wanted: tuple[int, int]) -> Image.Image:
     reduced: Image.Image | None = None
     for top in range(0, out_height, tile_rows):
         for left in range(0, out_width, tile_cols):
+            clock.check()
             box = (
                 left * x_factor,
                 top * y_factor,

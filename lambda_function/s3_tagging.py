@@ -22,7 +22,7 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
-from lambda_function.errors import ClassifierError
+from lambda_function.errors import ClassifierError, DeadlineExceeded
 from lambda_function.observability import logger
 from lambda_function.preprocessing import is_image_name
 from lambda_function.service import BreedService
@@ -103,10 +103,15 @@ class S3Tagger:
         card = service.classifier.card
         self.model_tag = sanitise_tag_value(f"{card.name}@{card.version}")
 
-    def tag_object(self, bucket: str, key: str, version_id: str | None = None) -> TagResult:
-        """Classify and tag one object: the version given, or the current one.
+    def tag_object(
+        self, bucket: str, key: str, version_id: str | None = None, deadline: float | None = None
+    ) -> TagResult:
+        """Classify and tag one object: the version given, or the current one. An image that takes more than the
+        decode time budget is tagged with its error, as other unusable images are: a retry would end the same way.
 
         Raises:
+            DeadlineExceeded: `deadline` (`time.monotonic()`, the invocation's) passed before the object was
+                classified; nothing was written, and a retry has the time.
             ClientError: any S3 failure other than the object (or version) being gone, so that the caller
                 retries; among them 412 PreconditionFailed when the object changed after it was checked.
             ObjectKeptChanging: an object without versions was replaced while it was being tagged, every time.
@@ -115,7 +120,7 @@ class S3Tagger:
             return TagResult(key, Outcome.IGNORED)
         try:
             for attempt in range(MAX_TAGGING_ATTEMPTS):
-                result, replaced = self._tag_once(bucket, key, version_id, trust_existing_tags=attempt == 0)
+                result, replaced = self._tag_once(bucket, key, version_id, attempt == 0, deadline)
                 if not replaced:
                     return result
                 # Without versions, tags belong to whatever object holds the key now: the answer about the old
@@ -130,7 +135,7 @@ class S3Tagger:
         raise ObjectKeptChanging(f"s3://{bucket}/{key} was replaced while it was tagged, {MAX_TAGGING_ATTEMPTS} times")
 
     def _tag_once(
-        self, bucket: str, key: str, version_id: str | None, trust_existing_tags: bool
+        self, bucket: str, key: str, version_id: str | None, trust_existing_tags: bool, deadline: float | None
     ) -> tuple[TagResult, bool]:
         """Tag the object once; and whether it was replaced meanwhile (objects without versions only), in which
         case the tags just written may describe other bytes than those it now holds."""
@@ -140,7 +145,7 @@ class S3Tagger:
         existing = self.s3.get_object_tagging(Bucket=bucket, Key=key, **pinned)["TagSet"]
         if trust_existing_tags and any(tag["Key"] == TAG_MODEL and tag["Value"] == self.model_tag for tag in existing):
             return TagResult(key, Outcome.ALREADY_TAGGED), False
-        ours, result = self._classify(bucket, key, head, pinned)
+        ours, result = self._classify(bucket, key, head, pinned, deadline)
         merged = merge_tags(existing, ours)
         if merged is None:
             logger.warning("no room for tags", extra={"key": key, "tags": len(existing)})
@@ -161,7 +166,7 @@ class S3Tagger:
             raise
 
     def _classify(
-        self, bucket: str, key: str, head: dict[str, Any], pinned: dict[str, str]
+        self, bucket: str, key: str, head: dict[str, Any], pinned: dict[str, str], deadline: float | None
     ) -> tuple[dict[str, str], TagResult]:
         cap = self.max_object_bytes
         if head["ContentLength"] > cap:
@@ -175,7 +180,9 @@ class S3Tagger:
         if len(data) > cap:
             return self._refused(key, Outcome.TOO_LARGE, "image_too_large", f"over {cap} bytes")
         try:
-            classified = self.service.classify_bytes(data, top_k=1)
+            classified = self.service.classify_bytes(data, top_k=1, deadline=deadline)
+        except DeadlineExceeded:
+            raise  # the invocation's time, not the image, ran out
         except ClassifierError as error:
             logger.info("not a usable image", extra={"key": key, "error_code": error.code})
             return self._refused(key, Outcome.NOT_AN_IMAGE, error.code, error.code)

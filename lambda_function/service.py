@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 from aws_lambda_powertools.metrics import MetricUnit
 
+from lambda_function.errors import DeadlineExceeded
 from lambda_function.fetch import Resolver, SafeFetcher, system_resolver
 from lambda_function.inference import Classifier, Prediction
 from lambda_function.observability import logger, record_metric, tracer
@@ -38,7 +39,11 @@ class BreedService:
         self.settings = settings
         self.classifier = Classifier(settings.model_path, num_threads=settings.inference_threads)
         self.fetcher = SafeFetcher(settings.fetch, resolver=resolver)
-        self._limits = DecodeLimits(max_pixels=settings.max_image_pixels, jpeg_draft=settings.jpeg_draft)
+        self._limits = DecodeLimits(
+            max_pixels=settings.max_image_pixels,
+            jpeg_draft=settings.jpeg_draft,
+            time_budget_s=settings.decode_time_budget_s,
+        )
         # Decoding and inference are CPU work, and a decode may take the decoder's whole memory budget: a server
         # with many requests in flight (most of them waiting on URLs) decodes only as many images at once as the
         # container's CPUs and memory allow, over all its processes.
@@ -63,20 +68,31 @@ class BreedService:
         )
 
     @tracer.capture_method(capture_response=False)
-    def classify_url(self, url: str, top_k: int) -> ClassifiedImage:
-        return self.classify_bytes(self.fetcher.fetch(url), top_k)
+    def classify_url(self, url: str, top_k: int, deadline: float | None = None) -> ClassifiedImage:
+        return self.classify_bytes(self.fetcher.fetch(url), top_k, deadline)
 
-    def classify_base64(self, encoded: str, top_k: int) -> ClassifiedImage:
-        return self.classify_bytes(decode_base64_image(encoded, self.settings.max_upload_bytes), top_k)
+    def classify_base64(self, encoded: str, top_k: int, deadline: float | None = None) -> ClassifiedImage:
+        return self.classify_bytes(decode_base64_image(encoded, self.settings.max_upload_bytes), top_k, deadline)
 
     @tracer.capture_method(capture_response=False)
-    def classify_bytes(self, data: bytes, top_k: int) -> ClassifiedImage:
-        with self._compute_slots:
+    def classify_bytes(self, data: bytes, top_k: int, deadline: float | None = None) -> ClassifiedImage:
+        """Decode and classify `data`, giving up when `deadline` (`time.monotonic()`) passes: while waiting for
+        a compute slot, or at the decode's next step; the slot is never held for a request past its deadline.
+
+        Raises:
+            ClassifierError: the image is refused (lambda_function.errors), or DeadlineExceeded.
+        """
+        wait_s = None if deadline is None else max(0.0, deadline - time.monotonic())
+        if not self._compute_slots.acquire(timeout=wait_s):
+            raise DeadlineExceeded("the service was decoding other images until the request's deadline")
+        try:
             started = time.perf_counter()
-            pixels = prepare_image(data, self.classifier.input_size_px, self._limits)
+            pixels = prepare_image(data, self.classifier.input_size_px, self._limits, deadline)
             preprocessed = time.perf_counter()
             answer = self.classifier.classify(pixels, top_k)
             finished = time.perf_counter()
+        finally:
+            self._compute_slots.release()
         preprocessing_ms = (preprocessed - started) * 1000
         inference_ms = (finished - preprocessed) * 1000
         record_metric("PreprocessingMs", MetricUnit.Milliseconds, preprocessing_ms)

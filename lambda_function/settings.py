@@ -28,6 +28,9 @@ DEFAULT_MAX_FETCH_BYTES = 10_000_000
 DEFAULT_MAX_IMAGE_PIXELS = 50_000_000
 # Photos in the bucket come straight from cameras and phones, so they may be larger than a URL download.
 DEFAULT_S3_MAX_OBJECT_BYTES = 20_000_000
+# One decode's time: accepted images decode in about 1.6 s at most on 2 cores (`make bench`); a hostile one that
+# would take longer is abandoned and refused with 413 image_too_complex, also on Lambda's fractional CPUs.
+DEFAULT_DECODE_TIME_BUDGET_S = 5.0
 # The HTTP server's request body cap: API Gateway's 6 MB payload limit, so both front doors accept the same requests.
 DEFAULT_MAX_REQUEST_BYTES = 6_000_000
 
@@ -149,6 +152,7 @@ class Settings:
     max_image_pixels: int = DEFAULT_MAX_IMAGE_PIXELS
     max_upload_bytes: int = DEFAULT_MAX_UPLOAD_BYTES
     s3_max_object_bytes: int = DEFAULT_S3_MAX_OBJECT_BYTES
+    decode_time_budget_s: float = DEFAULT_DECODE_TIME_BUDGET_S
     # Images one process decodes at once; None: as many as the container's CPUs and memory allow (decode_slots).
     decode_concurrency: int | None = None
     container: ContainerLimits = field(default_factory=lambda: ContainerLimits(cpus=None, memory_bytes=None))
@@ -180,6 +184,7 @@ class Settings:
             max_image_pixels=_number(env, "MAX_IMAGE_PIXELS", default.max_image_pixels, int),
             max_upload_bytes=_number(env, "MAX_UPLOAD_BYTES", default.max_upload_bytes, int),
             s3_max_object_bytes=_number(env, "S3_MAX_OBJECT_BYTES", default.s3_max_object_bytes, int),
+            decode_time_budget_s=_number(env, "DECODE_TIME_BUDGET_S", default.decode_time_budget_s, float, minimum=0.1),
             decode_concurrency=_number(env, "DECODE_CONCURRENCY", default.decode_concurrency, int),  # type: ignore[arg-type]
             container=ContainerLimits.read(env),
             fetch=_fetch_settings(env),

@@ -22,6 +22,7 @@ from aws_lambda_powertools.utilities.data_classes import S3Event
 
 from lambda_function.batch_operations import Task, is_batch_invocation, run_tasks
 from lambda_function.observability import logger, metrics, record_metric, tracer
+from lambda_function.request_deadline import lambda_deadline
 from lambda_function.s3_tagging import S3Tagger, TagResult
 from lambda_function.service import get_service
 
@@ -41,12 +42,13 @@ tagger = S3Tagger(service, boto3.client("s3"), max_object_bytes=service.settings
 @tracer.capture_lambda_handler(capture_response=False)
 @metrics.log_metrics
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    deadline = lambda_deadline(context)  # an object still being decoded then is retried, not lost
     if is_batch_invocation(event):
-        return _batch_operations(event)
-    return _notifications(S3Event(event))
+        return _batch_operations(event, deadline)
+    return _notifications(S3Event(event), deadline)
 
 
-def _notifications(event: S3Event) -> dict[str, Any]:
+def _notifications(event: S3Event, deadline: float | None) -> dict[str, Any]:
     outcomes: Counter[str] = Counter()
     failures = []
     records = 0
@@ -54,7 +56,7 @@ def _notifications(event: S3Event) -> dict[str, Any]:
         records += 1
         bucket, key = record.s3.bucket.name, unquote_plus(record.s3.get_object.key)
         try:
-            outcomes[tagger.tag_object(bucket, key, record.s3.get_object.version_id).outcome] += 1
+            outcomes[tagger.tag_object(bucket, key, record.s3.get_object.version_id, deadline).outcome] += 1
         except Exception as error:  # every record gets its turn; the failures are raised together below
             logger.exception("tagging failed", extra={"bucket": bucket, "key": key})
             failures.append(f"s3://{bucket}/{key}: {type(error).__name__}")
@@ -65,9 +67,9 @@ def _notifications(event: S3Event) -> dict[str, Any]:
     return summary
 
 
-def _batch_operations(event: dict[str, Any]) -> dict[str, Any]:
+def _batch_operations(event: dict[str, Any], deadline: float | None) -> dict[str, Any]:
     def tag(task: Task) -> TagResult:
-        return tagger.tag_object(task.bucket, task.key, task.version_id)
+        return tagger.tag_object(task.bucket, task.key, task.version_id, deadline)
 
     response, results = run_tasks(event, tag)
     codes = Counter(str(result.code) for result in results)

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 from lambda_function.cli import main
 from tests.conftest import CAT_PHOTOS, DOG_PHOTOS, EVENTS_DIR, REPO_DIR
@@ -64,14 +66,34 @@ def test_a_missing_model_fails_fast_with_a_clear_message(service_env, tmp_path):
     assert "model file" in completed.stderr and "not found" in completed.stderr
 
 
-def test_make_demo_classifies_each_demo_photo_with_the_34_breed_model_and_says_if_the_breed_is_clear():
+def checkout_copy(destination: Path) -> Path:
+    """The repository's files as a clone has them (tracked and new, not ignored: no build outputs, no .venv), in
+    `destination`, which has no `../shared` beside it."""
+    listed = subprocess.run(
+        ["git", "ls-files", "--cached", "--others", "--exclude-standard", "-z"],
+        cwd=REPO_DIR,
+        capture_output=True,
+        check=True,
+    ).stdout.decode()
+    for name in filter(None, listed.split("\0")):
+        source = REPO_DIR / name
+        if source.is_file():
+            (destination / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(source, destination / name)
+    return destination
+
+
+def test_make_demo_runs_from_the_repository_alone_and_says_if_each_breed_is_clear(tmp_path):
     from lambda_function.model_contract import load_sidecar
     from lambda_function.settings import DEFAULT_MODEL_PATH
 
     labels = set(load_sidecar(DEFAULT_MODEL_PATH).labels)
+    clone = checkout_copy(tmp_path / "clone")
+    assert not (clone.parent / "shared").exists()
     completed = subprocess.run(
-        ["make", "--silent", "demo", f"PY={sys.executable}"],
-        cwd=REPO_DIR,
+        # -o: the copy has no .venv; this test's interpreter stands in for the one `make setup` would create.
+        ["make", "--silent", "-o", ".venv/.installed-stamp", "demo", f"PY={sys.executable}"],
+        cwd=clone,
         env=environment_without_test_model(),
         capture_output=True,
         text=True,
@@ -82,8 +104,9 @@ def test_make_demo_classifies_each_demo_photo_with_the_34_breed_model_and_says_i
     assert completed.returncode == 0, completed.stderr
     headers = [line for line in completed.stdout.splitlines() if not line.startswith(" ")]
     ranked = re.findall(r"^ +\d+\. (.+?) {2,}[\d.]+%", completed.stdout, flags=re.MULTILINE)
-    assert len(headers) >= 5 and len(labels) == 35
+    assert len(headers) == 5 and len(labels) == 35
     for header in headers:
+        assert header.startswith("demo/photos/"), header
         assert "model cat-breeds-34-efficientnet-lite2" in header
         assert re.search(r"breed identified: (yes|no|unknown)\)$", header), header
     assert ranked and set(ranked) <= labels

@@ -15,9 +15,14 @@ import pytest
 from botocore.exceptions import ClientError
 
 from lambda_function.cli import main as cli_main
-from lambda_function.s3_tagging import MAX_TAGS_PER_OBJECT, merge_tags, sanitise_tag_value
+from lambda_function.local_context import LocalLambdaContext
+from lambda_function.request_deadline import LAMBDA_ANSWER_MARGIN_S
+from lambda_function.s3_tagging import MAX_TAGS_PER_OBJECT, Outcome, S3Tagger, merge_tags, sanitise_tag_value
+from lambda_function.service import BreedService
+from lambda_function.settings import Settings
 from tests.conftest import CAT_PHOTOS, DOG_PHOTOS, EVENTS_DIR, load_event
 from tests.support.cli import run_cli
+from tests.support.images import progressive_jpeg_with_repeated_scans
 
 BUCKET = "cat-photos-test"
 
@@ -108,6 +113,30 @@ def test_an_object_that_is_not_an_image_is_tagged_with_the_error_and_does_not_fa
 
     assert summary == {"records": 1, "not_an_image": 1, "failed": 0}
     assert tags_of(s3, key)["cat-breed-error"] == "unsupported_image"
+
+
+def test_an_image_over_the_decode_time_budget_is_tagged_with_the_error_once_and_for_all(s3, model_path):
+    key = "uploads/slow-to-decode.jpg"
+    upload(s3, key, progressive_jpeg_with_repeated_scans(80, side_px=4000))  # 90 scans of 16 M pixels: ~1 s
+    hurried = BreedService(Settings(model_path=model_path, inference_threads=1, decode_time_budget_s=0.1))
+    tagger = S3Tagger(hurried, s3, max_object_bytes=20_000_000)
+
+    result = tagger.tag_object(BUCKET, key)
+
+    assert (result.outcome, result.detail) == (Outcome.NOT_AN_IMAGE, "image_too_complex")
+    assert tags_of(s3, key)["cat-breed-error"] == "image_too_complex"
+    assert tagger.tag_object(BUCKET, key).outcome == Outcome.ALREADY_TAGGED  # a retry does not decode it again
+
+
+def test_an_invocation_out_of_time_leaves_the_object_untagged_and_fails_for_a_retry(tagging, s3):
+    key = "uploads/late.jpg"
+    upload(s3, key, CAT_PHOTOS[5].read_bytes())
+    nearly_out = LocalLambdaContext(remaining_ms=int(LAMBDA_ANSWER_MARGIN_S * 1000) - 100)
+
+    with pytest.raises(tagging.TaggingFailed, match="DeadlineExceeded"):
+        tagging.lambda_handler(s3_event(key), nearly_out)
+
+    assert tags_of(s3, key) == {}
 
 
 def test_an_object_deleted_in_the_meantime_is_skipped(tagging, lambda_context):

@@ -51,6 +51,16 @@ def gif_with_bomb_second_frame(first_frame: Image.Image, bomb_side_px: int = 60_
     return bytes(data)
 
 
+def progressive_jpeg_with_repeated_scans(repeats: int, side_px: int = 512) -> bytes:
+    """A real progressive JPEG (flat, so small) whose last scan is repeated `repeats` times before its end: libjpeg
+    walks the whole image once per scan, so such a file costs seconds to minutes to decode."""
+    buffer = io.BytesIO()
+    Image.new("RGB", (side_px, side_px), (120, 80, 40)).save(buffer, "JPEG", progressive=True)
+    data = buffer.getvalue()
+    last_scan, end = data.rindex(b"\xff\xda"), data.rindex(b"\xff\xd9")
+    return data[:end] + data[last_scan:end] * repeats + data[end:]
+
+
 EPS_BYTES = (
     b"%!PS-Adobe-3.0 EPSF-3.0\n%%BoundingBox: 0 0 100 100\nnewpath 0 0 moveto 100 100 lineto stroke showpage\n%%EOF\n"
 )

@@ -61,24 +61,98 @@ def test_every_variable_the_settings_read_is_in_the_configuration_table_and_no_o
     assert table - powertools_own <= read
 
 
-def test_the_security_pages_table_of_request_limits_states_the_settings_defaults():
-    from lambda_function.settings import ServerSettings
+def setting_defaults() -> dict[str, float]:
+    """Each numeric variable the settings read, with its default, read from the code: the variable's attribute
+    (`_number(env, "NAME", default.attribute, ...)`) on the settings object that holds it."""
+    from lambda_function.settings import FetchSettings, ServerSettings, Settings
 
     source = (REPO_DIR / "lambda_function" / "settings.py").read_text()
     attribute_of = dict(re.findall(r'_number\(\s*env, "([A-Z][A-Z0-9_]+)", default\.(\w+)', source))
+    holders = (Settings(), ServerSettings(), FetchSettings())
+    defaults = {}
+    for name, attribute in attribute_of.items():
+        values = [getattr(holder, attribute) for holder in holders if hasattr(holder, attribute)]
+        if values and values[0] is not None:
+            defaults[name] = values[0]
+    defaults["SERVER_MAX_URL_FETCHES"] = ServerSettings(max_url_fetches=None).max_url_fetches
+    return defaults
+
+
+def stated_number(cell: str) -> float:
+    """A figure as the docs write it: `32 KB`, `6,000,000 bytes`, `6 MB`, `14 s`, `24`."""
+    number = float(re.sub(r"[^0-9.]", "", re.match(r"\s*([\d,.]+)", cell).group(1)))
+    unit = cell.strip()[len(re.match(r"\s*([\d,.]+)", cell).group(1)) :].strip()
+    return number * {"KB": 1024, "MB": 1_000_000}.get(unit.split(" ")[0] if unit else "", 1)
+
+
+def test_the_security_pages_table_of_request_limits_states_the_settings_defaults():
+    defaults = setting_defaults()
     page = (REPO_DIR / "docs" / "security.md").read_text()
     table = page.split("## The HTTP server's request limits", 1)[1]
     rows = re.findall(r"^\| [^|]+ \| `([A-Z][A-Z0-9_]+)` \| ([^|]+) \|", table, re.M)
-    defaults = ServerSettings(max_url_fetches=None)
-    checked = 0
-    for name, cell in rows:
-        digits = re.sub(r"[^0-9]", "", cell.split("(")[0])
-        if name not in attribute_of or not digits:
-            continue  # a default that is a rule, not a number (DECODE_CONCURRENCY)
-        stated = int(digits) * (1024 if "KB" in cell else 1)
-        assert stated == getattr(defaults, attribute_of[name]), name
-        checked += 1
-    assert "SERVER_MAX_URL_FETCHES" in dict(rows) and defaults.max_url_fetches == int(
-        dict(rows)["SERVER_MAX_URL_FETCHES"]
+    checked = [name for name, cell in rows if re.match(r"\s*\d", cell)]  # DECODE_CONCURRENCY's is a rule
+
+    for name in checked:
+        assert stated_number(dict(rows)[name]) == defaults[name], name
+    assert {"SERVER_MAX_URL_FETCHES", "SERVER_MAX_HEADERS", "DECODE_TIME_BUDGET_S"} <= set(checked)
+    assert len(checked) >= 7
+
+
+def test_the_kubernetes_pages_limits_state_the_settings_defaults():
+    defaults = setting_defaults()
+    page = (REPO_DIR / "docs" / "kubernetes.md").read_text()
+    stated = re.findall(r"`([A-Z][A-Z0-9_]+)` \((\d[\d,.]*(?: KB| MB| s)?)", page)
+
+    for name, figure in stated:
+        assert stated_number(figure) == defaults[name], name
+    assert {name for name, _ in stated} >= {
+        "SERVER_MAX_HEADER_BYTES",
+        "SERVER_MAX_HEADERS",
+        "SERVER_HEADER_TIMEOUT_S",
+        "SERVER_MAX_REQUEST_BYTES",
+        "SERVER_REQUEST_DEADLINE_S",
+        "SERVER_MAX_URL_FETCHES",
+        "DECODE_TIME_BUDGET_S",
+        "SERVER_DRAIN_S",
+        "SERVER_GRACEFUL_TIMEOUT_S",
+    }
+
+
+def error_codes_in_the_code() -> dict[str, int | None]:
+    """Every error code the service can answer with: each `ClassifierError`'s, with its status, and the ones the
+    API writes itself (`error_document(code, ...)`, `_error(status, code, ...)`), read from the source."""
+    import ast
+
+    from lambda_function.errors import ClassifierError
+
+    codes: dict[str, int | None] = {}
+    pending = [ClassifierError]
+    while pending:
+        error = pending.pop()
+        codes[error.code] = int(error.status)
+        pending += error.__subclasses__()
+    for path in (REPO_DIR / "lambda_function").glob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Call) and isinstance(node.func, ast.Name):
+                position = {"error_document": 0, "_error": 1}.get(node.func.id)
+                if position is not None and len(node.args) > position:
+                    argument = node.args[position]
+                    if isinstance(argument, ast.Constant) and isinstance(argument.value, str):
+                        codes.setdefault(argument.value, None)
+    return codes
+
+
+def test_the_api_page_documents_every_error_code_with_its_status():
+    table = dict(
+        (code, int(status))
+        for status, code in re.findall(
+            r"^\| (\d{3}) \| `([a-z0-9_]+)` \|", (REPO_DIR / "docs" / "api.md").read_text(), re.M
+        )
     )
-    assert checked >= 5
+    codes = error_codes_in_the_code()
+
+    assert set(codes) == set(table)
+    assert {code: status for code, status in codes.items() if status is not None} == {
+        code: table[code] for code, status in codes.items() if status is not None
+    }
+    assert {"internal_error", "not_found", "bad_event", "deadline_exceeded"} <= set(codes)

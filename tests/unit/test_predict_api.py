@@ -6,6 +6,7 @@ import base64
 import contextlib
 import ipaddress
 import json
+import threading
 import time
 from dataclasses import replace
 from typing import Any
@@ -13,10 +14,13 @@ from typing import Any
 import pytest
 import yaml
 
+from lambda_function.errors import DeadlineExceeded
 from lambda_function.fetch import SafeFetcher
+from lambda_function.local_context import LocalLambdaContext
+from lambda_function.request_deadline import LAMBDA_ANSWER_MARGIN_S
 from tests.conftest import CAT_PHOTOS, REPO_DIR, http_api_event, load_event, parsed_body, rest_event
 from tests.support import http_server
-from tests.support.images import EPS_BYTES, PDF_BYTES, encode, photo
+from tests.support.images import EPS_BYTES, PDF_BYTES, encode, photo, progressive_jpeg_with_repeated_scans
 
 SIAMESE = next(p for p in CAT_PHOTOS if p.name.startswith("Siamese"))
 
@@ -151,6 +155,69 @@ def test_upload_over_the_size_limit_is_413_before_decoding(handler, service, lam
     response = handler.lambda_handler(rest_event("POST", "/predict", {"image": too_many_chars}), lambda_context)
 
     assert error_of(response) == (413, "image_too_large")
+
+
+def upload_event(data: bytes) -> dict[str, Any]:
+    return rest_event("POST", "/predict", {"image": base64.b64encode(data).decode()})
+
+
+def test_a_progressive_jpeg_of_thousands_of_scans_is_refused_and_the_next_upload_is_served(handler, lambda_context):
+    hostile = progressive_jpeg_with_repeated_scans(5000)
+
+    refused = handler.lambda_handler(upload_event(hostile), lambda_context)
+    served = handler.lambda_handler(upload_event(SIAMESE.read_bytes()), lambda_context)
+
+    assert error_of(refused) == (413, "image_too_complex")
+    assert served["statusCode"] == 200
+
+
+def test_an_invocation_out_of_time_stops_before_decoding_and_answers_504(handler, lambda_context):
+    """Lambda's remaining time, less the margin the answer needs, is the request's deadline."""
+    nearly_out = LocalLambdaContext(remaining_ms=int(LAMBDA_ANSWER_MARGIN_S * 1000) - 100)
+
+    response = handler.lambda_handler(upload_event(SIAMESE.read_bytes()), nearly_out)
+
+    assert error_of(response) == (504, "deadline_exceeded")
+
+
+def test_a_request_out_of_time_gives_its_compute_slot_back(model_path):
+    from lambda_function.service import BreedService
+    from lambda_function.settings import Settings
+
+    one_slot = BreedService(Settings(model_path=model_path, inference_threads=1, decode_concurrency=1))
+    data = SIAMESE.read_bytes()
+
+    with pytest.raises(DeadlineExceeded):
+        one_slot.classify_bytes(data, top_k=1, deadline=time.monotonic() - 1)
+    # With the slot still held, this would wait until its deadline and fail the same way.
+    assert one_slot.classify_bytes(data, top_k=1, deadline=time.monotonic() + 30).predictions
+
+
+def test_a_request_waiting_for_a_compute_slot_gives_up_at_its_deadline(model_path):
+    from lambda_function.service import BreedService
+    from lambda_function.settings import Settings
+
+    one_slot = BreedService(Settings(model_path=model_path, inference_threads=1, decode_concurrency=1))
+    data = SIAMESE.read_bytes()
+    started = threading.Event()
+    release = threading.Event()
+    original = one_slot.classifier.classify
+
+    def held_classify(*args: Any, **kwargs: Any) -> Any:  # the first request keeps the slot until told
+        started.set()
+        release.wait(30)
+        return original(*args, **kwargs)
+
+    one_slot.classifier.classify = held_classify  # type: ignore[method-assign]
+    first = threading.Thread(target=one_slot.classify_bytes, args=(data, 1))
+    first.start()
+    try:
+        assert started.wait(30)
+        with pytest.raises(DeadlineExceeded, match="decoding other images"):
+            one_slot.classify_bytes(data, top_k=1, deadline=time.monotonic() + 0.2)
+    finally:
+        release.set()
+        first.join(30)
 
 
 def test_truncated_jpeg_is_422(handler, lambda_context):

@@ -16,6 +16,7 @@ import pytest
 from PIL import Image
 
 from lambda_function.errors import (
+    DeadlineExceeded,
     ImageTooComplex,
     TooManyPixels,
     TooMuchDecodeMemory,
@@ -24,7 +25,15 @@ from lambda_function.errors import (
 )
 from lambda_function.preprocessing import DecodeLimits, decode_image, jpeg_scan_count, prepare_image
 from tests.conftest import CAT_PHOTOS, DOG_PHOTOS, REPO_DIR, TEST_INPUT_SIZE_PX, parsed_body, rest_event
-from tests.support.images import EPS_BYTES, PDF_BYTES, encode, gif_with_bomb_second_frame, photo, png_declaring
+from tests.support.images import (
+    EPS_BYTES,
+    PDF_BYTES,
+    encode,
+    gif_with_bomb_second_frame,
+    photo,
+    png_declaring,
+    progressive_jpeg_with_repeated_scans,
+)
 
 SIZE = (TEST_INPUT_SIZE_PX, TEST_INPUT_SIZE_PX)
 LIMITS = DecodeLimits(max_pixels=50_000_000, jpeg_draft=False)
@@ -280,16 +289,6 @@ def test_an_image_that_would_not_fit_the_memory_budget_is_refused_before_decodin
     assert pixels(data, DecodeLimits(max_pixels=50_000_000, memory_budget_bytes=300_000_000)).shape[2] == 3
 
 
-def progressive_jpeg_with_repeated_scans(repeats: int) -> bytes:
-    """A real progressive JPEG whose last scan is repeated `repeats` times before its end: libjpeg walks the whole
-    image once per scan, so such a file costs seconds to minutes to decode."""
-    buffer = io.BytesIO()
-    Image.new("RGB", (512, 512), (120, 80, 40)).save(buffer, "JPEG", progressive=True)
-    data = buffer.getvalue()
-    last_scan, end = data.rindex(b"\xff\xda"), data.rindex(b"\xff\xd9")
-    return data[:end] + data[last_scan:end] * repeats + data[end:]
-
-
 def test_a_progressive_jpeg_with_thousands_of_scans_is_refused_before_decoding():
     data = progressive_jpeg_with_repeated_scans(5000)
 
@@ -305,6 +304,71 @@ def test_a_progressive_jpeg_as_encoders_write_it_decodes():
 
     assert jpeg_scan_count(data, stop_after=1000) == 30
     assert decode_image(data, LIMITS).size == (512, 512)
+
+
+def test_a_progressive_jpeg_whose_scans_would_walk_too_many_pixels_is_refused_before_decoding():
+    data = progressive_jpeg_with_repeated_scans(85, side_px=4000)  # 95 scans of 16 M pixels: 1.52 billion
+
+    with pytest.raises(ImageTooComplex, match="scanned pixels"):
+        decode_image(data, LIMITS)
+
+
+class SteppingClock:
+    """A clock that stands still for its first `still` reads (all of them if None), then jumps 100 s: a decode
+    that runs out of time at a known step, whatever the machine's speed."""
+
+    def __init__(self, still: int | None = None) -> None:
+        self.still = still
+        self.reads = 0
+
+    def __call__(self) -> float:
+        self.reads += 1
+        return 0.0 if self.still is None or self.reads <= self.still else 100.0
+
+
+INPUT = (TEST_INPUT_SIZE_PX, TEST_INPUT_SIZE_PX)
+NOISE_PNG_SIDE_PX = 1200  # incompressible: about 4.3 MB, which the decoder reads in some 70 pieces
+
+
+@pytest.fixture(scope="module")
+def noise_png() -> bytes:
+    pixels = np.random.default_rng(7).integers(0, 256, (NOISE_PNG_SIDE_PX, NOISE_PNG_SIDE_PX, 3), dtype=np.uint8)
+    return encode(Image.fromarray(pixels), "PNG", compress_level=1)
+
+
+def test_the_decode_clock_is_read_at_every_read_the_decoder_makes_of_the_file(noise_png):
+    clock = SteppingClock()
+    timed = DecodeLimits(max_pixels=50_000_000, time_budget_s=5)
+
+    prepare_image(noise_png, INPUT, timed, clock=clock)
+
+    assert clock.reads > len(noise_png) // 65536
+
+
+def test_a_decode_that_runs_out_of_its_time_budget_midway_stops_at_its_next_step(noise_png):
+    timed = DecodeLimits(max_pixels=50_000_000, time_budget_s=5)
+    whole = SteppingClock()
+    prepare_image(noise_png, INPUT, timed, clock=whole)
+    midway = SteppingClock(still=whole.reads // 2)
+
+    with pytest.raises(ImageTooComplex, match="more than 5 s to decode"):
+        prepare_image(noise_png, INPUT, timed, clock=midway)
+
+    assert midway.reads == whole.reads // 2 + 1  # the first step that saw the time was the last
+
+
+def test_a_decode_past_the_requests_deadline_stops_with_deadline_exceeded(noise_png):
+    timed = DecodeLimits(max_pixels=50_000_000, time_budget_s=5)
+
+    with pytest.raises(DeadlineExceeded):
+        prepare_image(noise_png, INPUT, timed, deadline=1.0, clock=SteppingClock(still=10))
+    with pytest.raises(DeadlineExceeded):
+        prepare_image(noise_png, INPUT, LIMITS, deadline=time.monotonic() - 1)
+
+
+def test_without_a_time_budget_or_deadline_a_decode_is_never_cut(noise_png):
+    """Training decodes its datasets so, on any clock."""
+    assert prepare_image(noise_png, INPUT, LIMITS, clock=SteppingClock(still=0)).shape[:2] == INPUT
 
 
 def test_a_tiff_cut_into_tens_of_thousands_of_strips_is_refused_before_decoding():
