@@ -156,3 +156,13 @@ def test_the_api_page_documents_every_error_code_with_its_status():
         code: table[code] for code, status in codes.items() if status is not None
     }
     assert {"internal_error", "not_found", "bad_event", "deadline_exceeded"} <= set(codes)
+
+
+def test_the_configuration_tables_numeric_defaults_are_the_settings_defaults():
+    defaults = setting_defaults()
+    table = re.findall(
+        r"^\| `([A-Z][A-Z0-9_]+)` \| `([\d.]+)` \|", (REPO_DIR / "docs" / "configuration.md").read_text(), re.M
+    )
+
+    assert {name: float(value) for name, value in table} == {name: float(defaults[name]) for name, _ in table}
+    assert len(table) >= 15
