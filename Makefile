@@ -6,6 +6,8 @@ STAMP := $(VENV)/.installed-stamp
 # Linters of the deployment files, each in its own environment: their pins clash with the application's.
 INFRA_STAMP := .venv-infra/.installed-stamp
 CHECKOV_STAMP := .venv-checkov/.installed-stamp
+# The runtime set alone (requirements.txt): what the Lambda image installs, for its test and for make bench.
+RUNTIME_STAMP := .venv-runtime/.installed-stamp
 # The browser of the page's tests (tests/integration/test_page_in_browser.py): Debian's chromium, driven by Playwright.
 CHROMIUM := /usr/bin/chromium
 SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
@@ -47,16 +49,17 @@ $(CHROMIUM):
 	$(SUDO) apt-get update -qq
 	$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium
 
-# The whole suite: tests/unit (in-process, fast) and tests/integration (servers, moto, subprocesses, the browser,
-# training, the deployment linters).
-test: $(STAMP) $(INFRA_STAMP) $(CHECKOV_STAMP) $(CHROMIUM)
+# The whole suite: tests/unit (in-process, fast, in 4 processes) and tests/integration (servers, moto, subprocesses,
+# the browser, training, the deployment linters; one process, as its load tests measure the machine).
+test: $(STAMP) $(INFRA_STAMP) $(CHECKOV_STAMP) $(RUNTIME_STAMP) $(CHROMIUM)
 	$(PY) -m ruff check .
 	$(PY) -m ruff format --check .
-	$(PY) -m pytest
+	$(PY) -m pytest tests/unit -n 4
+	$(PY) -m pytest tests/integration
 
-# The edit-test loop: the in-process tests only, about a minute.
+# The edit-test loop: the in-process tests only (no TensorFlow), in 4 processes: about half a minute.
 test-unit: $(STAMP)
-	$(PY) -m pytest tests/unit
+	$(PY) -m pytest tests/unit -n 4
 
 serve: $(STAMP)
 	$(PY) -m lambda_function serve
@@ -104,7 +107,7 @@ verify-lite0: $(STAMP)
 	$(PY) -m pytest -s -q tests/integration/test_efficientnet_lite.py -k pytorch
 
 # Benchmarks (docs/benchmarks.md): each engine and the runtime-only set in an environment of its own.
-bench: $(STAMP) .venv-runtime/.installed-stamp .venv-bench-tflite/.installed-stamp .venv-bench-onnx/.installed-stamp
+bench: $(STAMP) $(RUNTIME_STAMP) .venv-bench-tflite/.installed-stamp .venv-bench-onnx/.installed-stamp
 	$(PY) -m benchmarks.run
 	$(PY) -m benchmarks.tagging_scale
 

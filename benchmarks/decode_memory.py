@@ -8,7 +8,7 @@ attacker's would be. Two more are the slowest accepted decodes, whose steps cann
 budget: a progressive JPEG with as many scans as the cap allows at that size, and the largest HEIC the memory
 budget accepts, with photo-like content (libheif's time grows with what the picture holds).
 Each is decoded by `prepare_image` in a fresh process whose peak is reset just before (Linux `clear_refs`), so
-the figure is what that one request added, against the budget in `lambda_function.preprocessing`. Run alone:
+the figure is what that one request added, against the budget in `lambda_function.datapath.preprocessing`. Run alone:
 `python -m benchmarks.decode_memory`.
 """
 
@@ -22,10 +22,12 @@ from pathlib import Path
 
 from PIL import Image
 
+from lambda_function.settings import DEFAULT_MAX_IMAGE_PIXELS
+
 REPO_DIR = Path(__file__).resolve().parent.parent
 WORK_DIR = REPO_DIR / "build" / "bench" / "decode-memory"
-SIDE = 7071  # 49,999,041 pixels: just under the 50-megapixel cap
-CAP = 50_000_000
+CAP = DEFAULT_MAX_IMAGE_PIXELS
+SIDE = int(CAP**0.5)  # 7071 x 7071 = 49,999,041 pixels: just under the 50-megapixel cap
 NARROW = 493  # a side too short to be shrunk along, in the old code, with the other as long as the cap allows
 SQUARE, TALL, WIDE = (SIDE, SIDE), (1, CAP), (CAP, 1)
 NARROW_TALL, NARROW_WIDE = (NARROW, CAP // NARROW), (CAP // NARROW, NARROW)
@@ -67,7 +69,7 @@ MEASURE = """
 import json, sys, time
 from pathlib import Path
 from lambda_function.errors import ClassifierError
-from lambda_function.preprocessing import DecodeLimits, prepare_image
+from lambda_function.datapath.preprocessing import DecodeLimits, prepare_image
 data = Path(sys.argv[1]).read_bytes()
 def status(name):
     return int(next(line.split()[1] for line in open("/proc/self/status") if line.startswith(name)))
@@ -75,7 +77,7 @@ Path("/proc/self/clear_refs").write_text("5")  # the peak (VmHWM) starts again f
 before = status("VmRSS:")
 started = time.perf_counter()
 try:
-    prepare_image(data, (260, 260), DecodeLimits(max_pixels=50_000_000))
+    prepare_image(data, (260, 260), DecodeLimits(max_pixels=int(sys.argv[2])))
     outcome = "decoded"
 except ClassifierError as error:
     outcome = f"{error.status} {error.code}"
@@ -131,6 +133,15 @@ def rle_bmp(size: tuple[int, int]) -> bytes:
     return header + info + palette + data
 
 
+def measure_one(path: Path, python: Path = Path(sys.executable)) -> dict:
+    """What decoding the image in `path` added to a fresh process's peak memory (`added_mb`), its time
+    (`seconds`) and its outcome ("decoded", or the error's status and code), at the service's pixel cap."""
+    completed = subprocess.run(
+        [str(python), "-c", MEASURE, str(path), str(CAP)], cwd=REPO_DIR, capture_output=True, text=True, check=True
+    )
+    return json.loads(completed.stdout.strip().splitlines()[-1])
+
+
 def measure(python: Path = Path(sys.executable)) -> list[dict]:
     """Peak memory added by decoding each case, in a fresh process each."""
     WORK_DIR.mkdir(parents=True, exist_ok=True)
@@ -140,10 +151,7 @@ def measure(python: Path = Path(sys.executable)) -> list[dict]:
         path = WORK_DIR / f"{slug}-{size[0]}x{size[1]}.bin"
         if not path.exists():
             path.write_bytes(make_case(mode, image_format, params, size))
-        completed = subprocess.run(
-            [str(python), "-c", MEASURE, str(path)], cwd=REPO_DIR, capture_output=True, text=True, check=True
-        )
-        result = json.loads(completed.stdout.strip().splitlines()[-1])
+        result = measure_one(path, python)
         rows.append(
             {
                 "case": name,
@@ -175,6 +183,6 @@ def markdown(rows: list[dict], budget_mb: float) -> str:
 
 
 if __name__ == "__main__":
-    from lambda_function.preprocessing import DECODE_MEMORY_BUDGET_BYTES
+    from lambda_function.datapath.preprocessing import DECODE_MEMORY_BUDGET_BYTES
 
     print(markdown(measure(), DECODE_MEMORY_BUDGET_BYTES / 1e6))

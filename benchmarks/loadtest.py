@@ -37,7 +37,7 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
-from lambda_function.asgi import RETRY_AFTER_S
+from lambda_function.server.asgi import RETRY_AFTER_S
 from lambda_function.settings import FetchSettings
 
 REPO_DIR = Path(__file__).resolve().parent.parent
@@ -150,10 +150,14 @@ class _DripHandler(BaseHTTPRequestHandler):
         pass
 
 
+class _DripHost(ThreadingHTTPServer):
+    daemon_threads = True
+    request_queue_size = 128  # the default backlog of 5 would turn away fetches that all connect at once
+
+
 @contextmanager
 def drip_host() -> Iterator[int]:
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _DripHandler)
-    server.daemon_threads = True
+    server = _DripHost(("127.0.0.1", 0), _DripHandler)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     try:
         yield server.server_address[1]

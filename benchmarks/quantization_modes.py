@@ -21,7 +21,7 @@ from conversion.convert import ConversionOptions, Mode, convert
 from conversion.starter_model import DEFAULT_OUT as STARTER_PATH
 from conversion.starter_model import build_starter_keras
 from conversion.untrained_model import BREEDS_FILE, PHOTOS_DIR, read_labels
-from lambda_function.model_contract import InputSpec, ModelCard, load_sidecar, write_sidecar
+from lambda_function.datapath.model_contract import InputSpec, ModelCard, load_sidecar, write_sidecar
 from training.cat_gate import CatCalibration
 from training.model import build_classifier
 from training.starter_head import STARTER_LABELS

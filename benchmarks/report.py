@@ -9,7 +9,7 @@ def _engine_table(engines: list[dict]) -> list[str]:
     by_setup: dict[str, dict[int, dict]] = {}
     for row in engines:
         by_setup.setdefault(row["setup"], {})[row["threads"]] = row
-    ours = by_setup["LiteRT 2.3 (ours)"]
+    ours = next(runs for runs in by_setup.values() if any(run.get("ours") for run in runs.values()))
     lines = [
         "| B4 380x380, float32 unless said | 1 thread (ms) | 2 threads (ms) | ours faster by (2 threads) |",
         "| --- | --- | --- | --- |",
@@ -46,7 +46,7 @@ def _serving_table(serving: dict) -> list[str]:
 def _default_against_previous(serving: dict) -> list[str]:
     """The default model's handler p50 against the previous defaults', all measured in this run: the 12-breed
     model's is the 34-breed default's latency budget (at most 1.5 times, docs/model.md)."""
-    from benchmarks.run import DEFAULT_NAME, PREVIOUS_NAME, STARTER_NAME
+    from benchmarks.measured_models import DEFAULT_NAME, PREVIOUS_NAME, STARTER_NAME
 
     lines = []
     for before_name, what in ((PREVIOUS_NAME, "the previous default (12 breeds)"), (STARTER_NAME, "the starter")):
@@ -127,7 +127,7 @@ def markdown(results: dict) -> str:
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
     if "decode_memory" in results:
         from benchmarks.decode_memory import markdown as decode_memory_table
-        from lambda_function.preprocessing import DECODE_MEMORY_BUDGET_BYTES
+        from lambda_function.datapath.preprocessing import DECODE_MEMORY_BUDGET_BYTES
 
         lines += ["", decode_memory_table(results["decode_memory"], DECODE_MEMORY_BUDGET_BYTES / 1e6).rstrip()]
     return "\n".join(lines) + "\n"

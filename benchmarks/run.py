@@ -28,6 +28,14 @@ from typing import Any
 
 from PIL import Image
 
+from benchmarks.measured_models import (
+    DEFAULT_MODEL,
+    DEFAULT_NAME,
+    PREVIOUS_MODEL,
+    PREVIOUS_NAME,
+    STARTER,
+    STARTER_NAME,
+)
 from benchmarks.prices import (
     HTTP_API_USD_PER_REQUEST,
     LAMBDA_MB_PER_VCPU,
@@ -39,12 +47,6 @@ REPO_DIR = Path(__file__).resolve().parent.parent
 WORK_DIR = REPO_DIR / "build" / "bench"
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
 PHOTOS_DIR = REPO_DIR.parent / "shared" / "photos"
-DEFAULT_MODEL = REPO_DIR / "models" / "cat-breeds-34.tflite"
-PREVIOUS_MODEL = REPO_DIR / "models" / "cat-breeds-12.tflite"
-STARTER = REPO_DIR / "models" / "starter.tflite"
-DEFAULT_NAME = "cat-breeds-34 (Lite2, float16, 260 px)"
-PREVIOUS_NAME = "cat-breeds-12 (Lite2, float16, 260 px)"
-STARTER_NAME = "starter (float16, 224 px)"
 VENVS = {
     "runtime": REPO_DIR / ".venv-runtime",
     "tflite": REPO_DIR / ".venv-bench-tflite",
@@ -76,7 +78,7 @@ def prepare_b4_models() -> dict[str, Path]:
 
     from conversion.convert import Mode, to_tflite
     from conversion.untrained_model import read_labels
-    from lambda_function.model_contract import InputSpec, ModelCard, write_sidecar
+    from lambda_function.datapath.model_contract import InputSpec, ModelCard, write_sidecar
     from training.image_folder import load_pixels, sample_images
     from training.model import build_classifier
 
@@ -142,29 +144,38 @@ def time_engine(python: Path, engine: str, model: Path, threads: int, env: dict[
 def engines_side_by_side(b4: dict[str, Path]) -> list[dict]:
     """B4 float32 on each engine, and the quantization modes on LiteRT, at 1 and 2 threads."""
     rows = []
+    # (name, what else is said of it, its Python, the engine, the model, extra environment); the version in the
+    # label is the one the engine's own environment reports (time_engine.py reads the package's metadata).
     runs = [
-        ("LiteRT 2.3 (ours)", sys.executable, "litert", b4["float32"], {}),
-        ("tflite-runtime 2.14", python_of("tflite"), "tflite-runtime", b4["float32"], {}),
-        ("TensorFlow 2.21 in-process", sys.executable, "tensorflow", b4["keras"], {}),
+        ("LiteRT", " (ours)", sys.executable, "litert", b4["float32"], {}),
+        ("tflite-runtime", "", python_of("tflite"), "tflite-runtime", b4["float32"], {}),
+        ("TensorFlow", " in-process", sys.executable, "tensorflow", b4["keras"], {}),
         (
-            "TensorFlow 2.21, oneDNN limited to AVX2",
+            "TensorFlow",
+            ", oneDNN limited to AVX2",
             sys.executable,
             "tensorflow",
             b4["keras"],
             {"ONEDNN_MAX_CPU_ISA": "AVX2"},
         ),
-        ("ONNX Runtime 1.31 (tf2onnx)", python_of("onnx"), "onnxruntime", b4["onnx"], {}),
+        ("ONNX Runtime", " (tf2onnx)", python_of("onnx"), "onnxruntime", b4["onnx"], {}),
     ]
     runs += [
-        (f"LiteRT 2.3, {mode}", sys.executable, "litert", b4[mode], {})
+        ("LiteRT", f", {mode}", sys.executable, "litert", b4[mode], {})
         for mode in ("float16", "dynamic-int8", "full-int8")
     ]
-    for label, python, engine, model, env in runs:
+    for name, said, python, engine, model, env in runs:
         for threads in (1, 2):
             result = time_engine(Path(python), engine, model, threads, env)
-            rows.append({"setup": label, "model": model.name, **result})
+            label = f"{name} {major_minor(result.get('version', ''))}{said}"
+            rows.append({"setup": label, "ours": said == " (ours)", "model": model.name, **result})
             print(f"  {label} x{threads}: {result.get('median_ms', result.get('error'))}", flush=True)
     return rows
+
+
+def major_minor(version: str) -> str:
+    """`2.3.0` as `2.3`: the engine's release, as the table names it."""
+    return ".".join(version.split(".")[:2])
 
 
 def twelve_megapixel_jpeg() -> Path:
@@ -182,12 +193,13 @@ def percentile(values: list[float], share: float) -> float:
 
 def warm_latency(model: Path, photo_path: Path, threads: int, draft: bool, runs: int = 20) -> dict:
     """The predict path in steps (decode, resize, inference, JSON) and whole through the Lambda handler."""
-    from lambda_function.inference import Classifier
-    from lambda_function.preprocessing import DecodeLimits, decode_image, resize_to_input
+    from lambda_function.datapath.inference import Classifier
+    from lambda_function.datapath.preprocessing import DecodeLimits, decode_image, resize_to_input
+    from lambda_function.settings import DEFAULT_MAX_IMAGE_PIXELS
 
     data = photo_path.read_bytes()
     classifier = Classifier(model, num_threads=threads)
-    limits = DecodeLimits(max_pixels=50_000_000, jpeg_draft=draft)
+    limits = DecodeLimits(max_pixels=DEFAULT_MAX_IMAGE_PIXELS, jpeg_draft=draft)
     size = classifier.input_size_px
     steps: dict[str, list[float]] = {"decode": [], "resize": [], "inference": [], "json": [], "total": []}
     for index in range(runs + 2):
@@ -301,7 +313,7 @@ def cold_start(model: Path, runs: int = 5) -> dict:
 
 def tagging_throughput(model: Path, threads: int) -> float:
     """Photos per second through the tagging path's classification (S3 transfer time excluded)."""
-    from lambda_function.service import BreedService
+    from lambda_function.datapath.service import BreedService
     from lambda_function.settings import Settings
 
     service = BreedService(Settings(model_path=model, inference_threads=threads))

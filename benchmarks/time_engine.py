@@ -6,6 +6,7 @@ error that kept the engine from loading the model.
 """
 
 import importlib
+import importlib.metadata
 import json
 import statistics
 import sys
@@ -14,6 +15,13 @@ import time
 import numpy as np
 
 WARMUP_RUNS = 3
+# The distribution each engine comes from: its version is read from the installed package, never written by hand.
+DISTRIBUTIONS = {
+    "litert": "ai-edge-litert",
+    "tflite-runtime": "tflite-runtime",
+    "tensorflow": "tensorflow",
+    "onnxruntime": "onnxruntime",
+}
 TIMED_RUNS = 15
 
 
@@ -61,6 +69,10 @@ def onnx_runner(model_path, threads):
 def main():
     engine, model_path, threads = sys.argv[1], sys.argv[2], int(sys.argv[3])
     try:
+        version = importlib.metadata.version(DISTRIBUTIONS[engine])
+    except (KeyError, importlib.metadata.PackageNotFoundError):
+        version = "not installed"
+    try:
         if engine == "litert":
             run = interpreter_runner("ai_edge_litert.interpreter", model_path, threads)
         elif engine == "tflite-runtime":
@@ -74,7 +86,8 @@ def main():
         for _ in range(WARMUP_RUNS):
             run()
     except Exception as error:  # the point is to report which engine cannot load which model, and why
-        print(json.dumps({"engine": engine, "threads": threads, "error": f"{type(error).__name__}: {error}"[:300]}))
+        error_text = f"{type(error).__name__}: {error}"[:300]
+        print(json.dumps({"engine": engine, "version": version, "threads": threads, "error": error_text}))
         return
     timings = []
     for _ in range(TIMED_RUNS):
@@ -86,6 +99,7 @@ def main():
         json.dumps(
             {
                 "engine": engine,
+                "version": version,
                 "threads": threads,
                 "median_ms": round(statistics.median(timings), 2),
                 "p95_ms": round(timings[int(0.95 * (len(timings) - 1))], 2),

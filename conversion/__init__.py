@@ -1,4 +1,4 @@
-"""Keras model to TFLite file plus sidecar (the model contract of `lambda_function.model_contract`)."""
+"""Keras model to TFLite file plus sidecar (the model contract of `lambda_function.datapath.model_contract`)."""
 
 import os
 

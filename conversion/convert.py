@@ -31,8 +31,8 @@ from typing import Any
 import numpy as np
 
 from conversion.parity import Parity, measure_parity, median_latency_ms
-from lambda_function.inference import Classifier
-from lambda_function.model_contract import ModelCard, ModelContractError, load_sidecar, write_sidecar
+from lambda_function.datapath.inference import Classifier
+from lambda_function.datapath.model_contract import ModelCard, ModelContractError, load_sidecar, write_sidecar
 from lambda_function.settings import available_cpus
 from training import (
     cat_gate,  # noqa: F401 - registers the cat gate's layers, so gated .keras files load
@@ -219,9 +219,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, required=True, help="the .tflite to write (its sidecar goes beside it)")
     parser.add_argument("--mode", type=Mode, choices=list(Mode), default=DEFAULT_MODE, help="default: %(default)s")
     parser.add_argument("--validation-dir", type=Path, help="images to measure parity on (e.g. the validation split)")
-    parser.add_argument("--validation-images", type=int, default=100, help="how many (default %(default)s)")
+    parser.add_argument(
+        "--validation-images",
+        type=int,
+        default=ConversionOptions.validation_images,
+        help="how many (default %(default)s)",
+    )
     parser.add_argument("--calibration-dir", type=Path, help="representative images for full-int8")
-    parser.add_argument("--calibration-images", type=int, default=100, help="how many (default %(default)s)")
+    parser.add_argument(
+        "--calibration-images",
+        type=int,
+        default=ConversionOptions.calibration_images,
+        help="how many (default %(default)s)",
+    )
     parser.add_argument("--min-top1-agreement", type=float, help="override the mode's parity threshold (0-1)")
     parser.add_argument("--no-validate", action="store_true", help="skip parity and latency measurement")
     args = parser.parse_args(argv)

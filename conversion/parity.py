@@ -10,7 +10,7 @@ from typing import Any
 
 import numpy as np
 
-from lambda_function.inference import Classifier
+from lambda_function.datapath.inference import Classifier
 
 LATENCY_WARMUP_RUNS = 3
 

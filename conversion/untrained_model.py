@@ -16,7 +16,7 @@ from pathlib import Path
 import keras
 
 from conversion.convert import ConversionOptions, Mode, convert
-from lambda_function.model_contract import InputSpec, ModelCard, write_sidecar
+from lambda_function.datapath.model_contract import InputSpec, ModelCard, write_sidecar
 
 REPO_DIR = Path(__file__).resolve().parent.parent
 BREEDS_FILE = REPO_DIR.parent / "shared" / "breeds.txt"
@@ -49,9 +49,7 @@ def build_untrained_model(num_classes: int, input_size_px: int = 128, seed: int 
     return keras.Model(inputs, outputs, name="untrained_smoke_model")
 
 
-def write_untrained_keras_model(
-    keras_path: Path, labels: list[str], input_size_px: int = 128, seed: int = 7, photos: Path | None = None
-) -> Path:
+def write_untrained_keras_model(keras_path: Path, labels: list[str], input_size_px: int = 128, seed: int = 7) -> Path:
     """Save the model as training saves its output: `model.keras` with its sidecar `model.json`."""
     model = build_untrained_model(len(labels), input_size_px, seed)
     keras_path.parent.mkdir(parents=True, exist_ok=True)
@@ -76,7 +74,7 @@ def write_untrained_model(
     out_path: Path, labels: list[str], input_size_px: int = 128, seed: int = 7, photos: Path | None = None
 ) -> Path:
     """The untrained model as a float32 `.tflite` with sidecar, made by the project's converter."""
-    keras_path = write_untrained_keras_model(out_path.with_suffix(".keras"), labels, input_size_px, seed, photos)
+    keras_path = write_untrained_keras_model(out_path.with_suffix(".keras"), labels, input_size_px, seed)
     convert(keras_path, out_path, ConversionOptions(mode=Mode.FLOAT32, validation_dir=photos, latency_runs=3))
     return out_path
 

@@ -9,12 +9,14 @@ from __future__ import annotations
 import contextlib
 import ipaddress
 from collections.abc import Callable
+from dataclasses import dataclass
 
+from fuzz import seeds
+from lambda_function.datapath.preprocessing import DecodeLimits, prepare_image
+from lambda_function.datapath.uploads import decode_base64_image
 from lambda_function.errors import ClassifierError
-from lambda_function.fetch import SafeFetcher
-from lambda_function.preprocessing import DecodeLimits, prepare_image
+from lambda_function.fetching.fetch import SafeFetcher
 from lambda_function.settings import FetchSettings
-from lambda_function.uploads import decode_base64_image
 
 # Small caps keep each run fast and within memory: the caps' logic is what is exercised, not their size.
 DECODE_LIMITS = DecodeLimits(max_pixels=4_000_000, memory_budget_bytes=64_000_000)
@@ -61,11 +63,25 @@ def request(data: bytes) -> None:
     """A request body: the strict JSON parser, then the API's request model."""
     from pydantic import ValidationError
 
-    from lambda_function.api import PredictRequest
-    from lambda_function.gateway import parse_json_object
+    from lambda_function.api.gateway import parse_json_object
+    from lambda_function.api.routes import PredictRequest
 
     with contextlib.suppress(ClassifierError, ValidationError):
         PredictRequest.model_validate(parse_json_object(data.decode("utf-8", errors="replace")))
 
 
-TARGETS: dict[str, Callable[[bytes], None]] = {"decoder": decoder, "upload": upload, "url": url, "request": request}
+@dataclass(frozen=True)
+class FuzzTarget:
+    """What a target checks, and the real inputs it starts from."""
+
+    check: Callable[[bytes], None]
+    seeds: Callable[[], list[bytes]]
+
+
+# The one list of targets, by name: `make fuzz`, its test and `python -m fuzz.run NAME` all read it.
+TARGETS: dict[str, FuzzTarget] = {
+    "decoder": FuzzTarget(decoder, seeds.images),
+    "upload": FuzzTarget(upload, seeds.uploads),
+    "url": FuzzTarget(url, seeds.urls),
+    "request": FuzzTarget(request, seeds.request_bodies),
+}

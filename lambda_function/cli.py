@@ -14,10 +14,12 @@ import sys
 from dataclasses import replace
 from pathlib import Path
 
+from lambda_function.datapath.model_contract import ModelContractError
 from lambda_function.errors import ClassifierError
 from lambda_function.local_context import LocalLambdaContext
-from lambda_function.model_contract import ModelContractError
-from lambda_function.settings import Settings, SettingsError
+from lambda_function.settings import DEFAULT_HOST, DEFAULT_PORT, DEFAULT_TOP_K, Settings, SettingsError
+from lambda_function.tagging.backfill import DEFAULT_WORKERS
+from lambda_function.tagging.batch_job import DEFAULT_PRIORITY
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -40,7 +42,9 @@ def _parser() -> argparse.ArgumentParser:
 
     predict = commands.add_parser("predict", help="classify a photo file or URL")
     predict.add_argument("source", help="a file path or an http(s) URL")
-    predict.add_argument("--top-k", type=int, default=5, help="how many breeds to show (default 5)")
+    predict.add_argument(
+        "--top-k", type=int, default=DEFAULT_TOP_K, help="how many breeds to show (default %(default)s)"
+    )
     predict.add_argument("--json", action="store_true", help="print the API's JSON answer instead of a table")
     predict.set_defaults(run=_predict)
 
@@ -48,9 +52,11 @@ def _parser() -> argparse.ArgumentParser:
     invoke.add_argument("event", type=Path, help="an event JSON file, e.g. events/predict-url.json")
     invoke.set_defaults(run=_invoke)
 
-    serve = commands.add_parser("serve", help="serve the API on http://127.0.0.1:9696 (the production server)")
-    serve.add_argument("--host", default="127.0.0.1", help="address to listen on (0.0.0.0 in a container)")
-    serve.add_argument("--port", type=int, default=9696, help="port to listen on (default 9696)")
+    serve = commands.add_parser(
+        "serve", help=f"serve the API on http://{DEFAULT_HOST}:{DEFAULT_PORT} (the production server)"
+    )
+    serve.add_argument("--host", default=DEFAULT_HOST, help="address to listen on (0.0.0.0 in a container)")
+    serve.add_argument("--port", type=int, default=DEFAULT_PORT, help="port to listen on (default %(default)s)")
     serve.add_argument(
         "--workers", type=int, help="server processes, each with its own model (default: $SERVER_WORKERS or the CPUs)"
     )
@@ -64,7 +70,9 @@ def _parser() -> argparse.ArgumentParser:
         help="tag the photos already in s3://BUCKET/PREFIX: here (resumable), or by an S3 Batch Operations job",
     )
     backfill.add_argument("s3_url", help="s3://BUCKET/PREFIX")
-    backfill.add_argument("--workers", type=int, default=8, help="objects processed at once here (default 8)")
+    backfill.add_argument(
+        "--workers", type=int, default=DEFAULT_WORKERS, help="objects processed at once here (default %(default)s)"
+    )
     batch = backfill.add_argument_group("S3 Batch Operations, for millions of photos (docs/deploy.md)")
     batch.add_argument(
         "--batch-operations",
@@ -75,7 +83,9 @@ def _parser() -> argparse.ArgumentParser:
     batch.add_argument("--role-arn", help="the role S3 Batch Operations assumes (stack output BatchOperationsRoleArn)")
     batch.add_argument("--function-arn", help="the tagging function (stack output TaggingFunctionArn)")
     batch.add_argument("--inventory-manifest", help="s3://BUCKET/.../manifest.json of an S3 Inventory to use instead")
-    batch.add_argument("--priority", type=int, default=10, help="the job's priority (default 10)")
+    batch.add_argument(
+        "--priority", type=int, default=DEFAULT_PRIORITY, help="the job's priority (default %(default)s)"
+    )
     batch.add_argument("--yes", action="store_true", help="start the job at once instead of waiting for confirmation")
     batch.add_argument("--dry-run", action="store_true", help="print the manifest location and the job request only")
     backfill.set_defaults(run=_backfill)
@@ -86,8 +96,8 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _predict(args: argparse.Namespace, settings: Settings) -> int:
+    from lambda_function.datapath.service import BreedService
     from lambda_function.observability import logger
-    from lambda_function.service import BreedService
 
     if settings.observability.log_level is None:
         logger.setLevel("WARNING")  # the table is the output; keep INFO logs out unless asked for
@@ -105,7 +115,7 @@ def _predict(args: argparse.Namespace, settings: Settings) -> int:
         return 1
     card = service.classifier.card
     if args.json:
-        from lambda_function.api import predict_response
+        from lambda_function.api.routes import predict_response
 
         print(json.dumps(predict_response(result).model_dump(), indent=2))
         return 0
@@ -127,7 +137,7 @@ def _yes_no(value: bool | None) -> str:
 
 
 def _invoke(args: argparse.Namespace, settings: Settings) -> int:
-    from lambda_function.service import BreedService, install_service
+    from lambda_function.datapath.service import BreedService, install_service
 
     event = json.loads(args.event.read_text(encoding="utf-8"))
     install_service(BreedService(settings))  # the handler module takes it at import, as on Lambda it builds its own
@@ -144,7 +154,7 @@ def _invoke(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _serve(args: argparse.Namespace, settings: Settings) -> int:
-    from lambda_function.server import serve
+    from lambda_function.server.serve import serve
 
     if args.workers:
         settings = replace(settings, server=replace(settings.server, workers=args.workers))
@@ -153,7 +163,7 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _backfill(args: argparse.Namespace, settings: Settings) -> int:
-    from lambda_function.backfill import parse_s3_url
+    from lambda_function.tagging.s3_objects import parse_s3_url
 
     try:
         bucket, prefix = parse_s3_url(args.s3_url)
@@ -165,9 +175,9 @@ def _backfill(args: argparse.Namespace, settings: Settings) -> int:
 
     import boto3
 
-    from lambda_function.backfill import backfill
-    from lambda_function.s3_tagging import S3Tagger
-    from lambda_function.service import BreedService
+    from lambda_function.datapath.service import BreedService
+    from lambda_function.tagging.backfill import backfill
+    from lambda_function.tagging.s3_tagging import S3Tagger
 
     tagger = S3Tagger(BreedService(settings), boto3.client("s3"), settings.s3_max_object_bytes)
     # Standard output carries the summary alone: the metrics powertools prints on its own (every 100 values, as
@@ -183,7 +193,7 @@ def _backfill_by_batch_operations(args: argparse.Namespace, bucket: str, prefix:
     import boto3
     from botocore.exceptions import BotoCoreError, ClientError
 
-    from lambda_function.batch_job import JobTarget, submit_tagging_job, target_from_stack
+    from lambda_function.tagging.batch_job import JobTarget, submit_tagging_job, target_from_stack
 
     try:
         if args.role_arn and args.function_arn:
@@ -214,7 +224,7 @@ def _backfill_by_batch_operations(args: argparse.Namespace, bucket: str, prefix:
 def _openapi(_args: argparse.Namespace, _settings: Settings) -> int:
     from aws_lambda_powertools.event_handler import APIGatewayRestResolver
 
-    from lambda_function.api import build_openapi_json, router
+    from lambda_function.api.routes import build_openapi_json, router
 
     resolver = APIGatewayRestResolver(enable_validation=True)
     resolver.include_router(router)

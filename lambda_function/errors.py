@@ -9,6 +9,16 @@ from __future__ import annotations
 
 from http import HTTPStatus
 
+MAX_ERROR_MESSAGE_CHARS = 1000  # whatever a message quotes, an error answer stays small (Lambda allows 6 MB)
+
+
+def error_document(code: str, message: str) -> dict[str, dict[str, str]]:
+    """The body of every error answer (`ErrorResponse`), whichever layer refuses the request; its message capped
+    at `MAX_ERROR_MESSAGE_CHARS`."""
+    if len(message) > MAX_ERROR_MESSAGE_CHARS:
+        message = message[: MAX_ERROR_MESSAGE_CHARS - 3] + "..."
+    return {"error": {"code": code, "message": message}}
+
 
 class ClassifierError(Exception):
     """Base class: a request the service cannot honour, through the client's or the upstream's fault."""

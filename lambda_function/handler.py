@@ -12,10 +12,10 @@ from typing import TYPE_CHECKING, Any
 from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, APIGatewayRestResolver
 from aws_lambda_powertools.logging import correlation_paths
 
-from lambda_function.api import router
-from lambda_function.gateway import resolve
+from lambda_function.api.gateway import resolve
+from lambda_function.api.routes import router
+from lambda_function.datapath.service import get_service
 from lambda_function.observability import logger, metrics, tracer
-from lambda_function.service import get_service
 
 if TYPE_CHECKING:
     from aws_lambda_powertools.utilities.typing import LambdaContext

@@ -28,9 +28,14 @@ DEFAULT_MAX_FETCH_BYTES = 10_000_000
 DEFAULT_MAX_IMAGE_PIXELS = 50_000_000
 # Photos in the bucket come straight from cameras and phones, so they may be larger than a URL download.
 DEFAULT_S3_MAX_OBJECT_BYTES = 20_000_000
-# One decode's time: accepted images decode in about 1.6 s at most on 2 cores (`make bench`); a hostile one that
+# One decode's time: accepted images decode in under 2 s on 2 cores (`make bench`); a hostile one that
 # would take longer is abandoned and refused with 413 image_too_complex, also on Lambda's fractional CPUs.
 DEFAULT_DECODE_TIME_BUDGET_S = 5.0
+# Where `python -m lambda_function serve` listens unless told (the image listens on 0.0.0.0:8080).
+DEFAULT_HOST = "127.0.0.1"
+DEFAULT_PORT = 9696
+# How many breeds an answer lists unless the request says (`top_k`).
+DEFAULT_TOP_K = 5
 # The HTTP server's request body cap: API Gateway's 6 MB payload limit, so both front doors accept the same requests.
 DEFAULT_MAX_REQUEST_BYTES = 6_000_000
 
@@ -60,7 +65,7 @@ def default_inference_threads(env: Mapping[str, str]) -> int:
 
 @dataclass(frozen=True)
 class FetchSettings:
-    """Limits of the URL fetcher (see `lambda_function.fetch`)."""
+    """Limits of the URL fetcher (see `lambda_function.fetching.fetch`)."""
 
     allowed_ports: frozenset[int] | None = frozenset({80, 443})  # None: any port
     allow_loopback: bool = False
@@ -83,7 +88,8 @@ class FetchSettings:
 
 @dataclass(frozen=True)
 class ServerSettings:
-    """The HTTP server of `python -m lambda_function serve` and the image's `server` target (`lambda_function.server`).
+    """The HTTP server of `python -m lambda_function serve` and the image's `server` target
+    (`lambda_function.server.serve`).
 
     The request deadline sits above the fetch deadline, so a slow upstream is reported as the upstream's
     timeout; the graceful timeout sits above the deadline, so SIGTERM lets every request in flight finish.
@@ -95,7 +101,7 @@ class ServerSettings:
     # Of those, how many may be URL requests (None: three quarters): the rest are kept for uploads, which slow
     # upstreams can then never starve; a URL request beyond it gets a fast 503 `server_busy`.
     max_url_fetches: int | None = None
-    # Request headers (lambda_function.http_protocol): bytes before they end, header lines, and the time a
+    # Request headers (lambda_function.server.http_protocol): bytes before they end, header lines, and the time a
     # connection has to complete them, from opening or from its last answer. Browsers send 1 to 2 KB in a dozen
     # lines; API Gateway allows 10 KB of headers in all.
     max_header_bytes: int = 32 * 1024

@@ -7,7 +7,8 @@ Two kinds of caller, told apart by the event's shape:
   remaining records were processed, so that Lambda retries the event (the records already tagged are then
   skipped) and, when retries run out, the on-failure destination keeps it: nothing is lost.
 - **S3 Batch Operations** (a job over a manifest: `backfill --batch-operations`). Each task gets its own result
-  code, so Batch Operations retries what a retry can fix and reports the rest (lambda_function/batch_operations.py).
+  code, so Batch Operations retries what a retry can fix and reports the rest
+  (lambda_function/tagging/batch_operations.py).
 """
 
 from __future__ import annotations
@@ -20,11 +21,11 @@ import boto3
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.data_classes import S3Event
 
-from lambda_function.batch_operations import Task, is_batch_invocation, run_tasks
+from lambda_function.datapath.service import get_service
 from lambda_function.observability import logger, metrics, record_metric, tracer
 from lambda_function.request_deadline import lambda_deadline
-from lambda_function.s3_tagging import S3Tagger, TagResult
-from lambda_function.service import get_service
+from lambda_function.tagging.batch_operations import Task, is_batch_invocation, run_tasks
+from lambda_function.tagging.s3_tagging import S3Tagger, TagResult
 
 if TYPE_CHECKING:
     from aws_lambda_powertools.utilities.typing import LambdaContext

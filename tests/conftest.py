@@ -39,11 +39,11 @@ TEST_INPUT_SIZE_PX = 128
 
 @pytest.fixture(scope="session")
 def model_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The project's untrained smoke model (68 labels, 128x128), converted to TFLite by the project's exporter."""
-    from conversion.untrained_model import read_labels, write_untrained_model
+    """The project's untrained smoke model (68 labels, 128x128), converted to TFLite by the project's exporter
+    (built once per content of the code that makes it: tests/support/smoke_model.py)."""
+    from tests.support.smoke_model import smoke_model
 
-    out = tmp_path_factory.mktemp("model") / "smoke.tflite"
-    return write_untrained_model(out, read_labels(SHARED_DIR / "breeds.txt"), TEST_INPUT_SIZE_PX, photos=PHOTOS_DIR)
+    return smoke_model(tmp_path_factory.mktemp("model"), SHARED_DIR / "breeds.txt", TEST_INPUT_SIZE_PX, PHOTOS_DIR)
 
 
 @pytest.fixture(scope="session")
@@ -61,7 +61,7 @@ def service_env(model_path: Path) -> Iterator[dict[str, str]]:
     with pytest.MonkeyPatch.context() as patch:
         for key, value in env.items():
             patch.setenv(key, value)
-        from lambda_function.service import install_service
+        from lambda_function.datapath.service import install_service
 
         install_service(None)
         yield env

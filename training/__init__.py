@@ -1,1 +1,1 @@
-"""Dataset preparation and EfficientNet training (GPU instance); reuses `lambda_function.preprocessing`."""
+"""Dataset preparation and EfficientNet training (GPU instance); reuses `lambda_function.datapath.preprocessing`."""

@@ -7,8 +7,9 @@
 Reports top-1, top-3 and top-5 accuracy, per-class precision and recall, the confusion matrix, calibration
 (expected calibration error and a reliability diagram) and, for a model with a "No cat" class, how often a cat is
 found and how often anything else is answered "No cat". A `.tflite` model is run through the serving runtime
-(`lambda_function.inference`, with the serving preprocessing for photos), so the quantized model is measured the
-way it answers requests. `--record KEY` also writes the summary into the model's sidecar under `metrics.KEY`.
+(`lambda_function.datapath.inference`, with the serving preprocessing for photos), so the quantized model is
+measured the way it answers requests. `--record KEY` also writes the summary into the model's sidecar under
+`metrics.KEY`.
 Writes `metrics.json`, `confusion_matrix.png` and `reliability.png` into `--out` (default: beside the model).
 
 A photo's label is its folder's name when that is one of the model's labels (`Bengal/1.jpg`), else the start of
@@ -28,7 +29,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from lambda_function.model_contract import ModelCard, ModelContractError, load_sidecar, write_sidecar
+from lambda_function.datapath.model_contract import ModelCard, ModelContractError, load_sidecar, write_sidecar
 from training.prepare_dataset import NO_CAT, read_manifest
 
 CALIBRATION_BINS = 15
@@ -160,7 +161,7 @@ def model_pixels(images: list[Path], card: ModelCard, prepared: bool) -> np.ndar
 def predict(model_path: Path, pixels: np.ndarray) -> np.ndarray:
     """Probabilities for each image, from the serving runtime (.tflite) or Keras (.keras)."""
     if model_path.suffix == ".tflite":
-        from lambda_function.inference import Classifier
+        from lambda_function.datapath.inference import Classifier
         from lambda_function.settings import available_cpus
 
         classifier = Classifier(model_path, num_threads=available_cpus())
@@ -217,7 +218,7 @@ def cat_figures(ranked: np.ndarray, truth: np.ndarray, no_cat: int) -> dict:
 def identified_figures(probabilities: np.ndarray, truth: np.ndarray, card: ModelCard) -> dict:
     """The breed rule (the runtime's own `breed_identified`): the share of the cats whose breed is identified (a
     cat taken for "No cat" is not), and how often an identified breed is right."""
-    from lambda_function.inference import NO_CAT_LABEL, breed_identified
+    from lambda_function.datapath.inference import NO_CAT_LABEL, breed_identified
 
     labels = list(card.labels)
     if card.breed_rule is None or NO_CAT_LABEL not in labels:

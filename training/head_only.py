@@ -31,7 +31,7 @@ from training.prepare_dataset import NO_CAT
 if TYPE_CHECKING:
     import keras
 
-    from training.train import TrainConfig
+    from training.recipe import TrainConfig
 
 FEATURE_BATCH_IMAGES = 16  # images decoded and run at once: bounds memory, and larger batches ran no faster
 
@@ -44,7 +44,7 @@ def train_head_on_features(
     Returns:
         The learner's per-epoch history and the whole classifier's validation metrics.
     """
-    from training.train import compile_model
+    from training.recipe import compile_model
 
     parts = split_at_head(model)
     extractor = FeatureExtractor(parts.features, size_px)
@@ -178,7 +178,7 @@ def sample_weights(
 ) -> tuple[np.ndarray | None, np.ndarray | None]:
     """Each training photo's weight (its class's, times its origin's) and each validation photo's (its origin's),
     each scaled to a mean of 1 so that the learning rate means the same; None where all would be 1."""
-    from training.train import class_weight_map
+    from training.recipe import class_weight_map
 
     weight_of = dict(settings.origin_weights)
     train = val = None

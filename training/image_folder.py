@@ -7,8 +7,9 @@ from pathlib import Path
 
 import numpy as np
 
+from lambda_function.datapath.preprocessing import DecodeLimits, prepare_image
 from lambda_function.errors import ClassifierError
-from lambda_function.preprocessing import DecodeLimits, is_image_name, prepare_image
+from lambda_function.image_names import is_image_name
 from lambda_function.settings import DEFAULT_MAX_IMAGE_PIXELS
 
 

@@ -2,7 +2,7 @@
 
 Backbone (EfficientNetB4 at its native 380x380 by default) -> global average pooling -> Dense(256, relu) ->
 Dropout -> Dense(classes, softmax), the reference project's best head. Every backbone normalises inside the graph,
-so the model takes raw RGB in [0, 255], which is what `lambda_function.preprocessing` produces for training and
+so the model takes raw RGB in [0, 255], which is what `lambda_function.datapath.preprocessing` produces for training and
 serving alike. Two options serve small datasets: `hidden_units=0` (a linear head, a logistic regression on the
 features) and, for the EfficientNet-Lite backbones, the cat gate (`training.cat_gate`): "No cat" decided from
 ImageNet's own classifier, which knows dogs and other animals far better than a head trained on a few photos.

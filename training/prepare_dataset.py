@@ -14,7 +14,8 @@ each `--no-cat` folder (repeatable; for example the House Rooms dataset, one fol
 of other animals and objects) is "No cat".
 
 Writes `<out>/<train|val|test>/<class>/<sha256>.png`: every image decoded and resized by the serving preprocessing
-(`lambda_function.preprocessing`), stored losslessly, so training sees exactly the pixels serving would compute.
+(`lambda_function.datapath.preprocessing`), stored losslessly, so training sees exactly the pixels serving would
+compute.
 Exact duplicates (same bytes) are removed across all classes before the split, so no test image leaks into
 training; unreadable and tiny images are dropped and counted. Each class is capped (seeded sample) and split
 stratified (seeded). Writes `manifest.csv`, `report.json`, `report.md` and `class_distribution.png`. Refuses to
@@ -40,8 +41,9 @@ from pathlib import Path
 from PIL import Image
 from tqdm import tqdm
 
+from lambda_function.datapath.preprocessing import DecodeLimits, decode_image, resize_to_input
 from lambda_function.errors import ClassifierError
-from lambda_function.preprocessing import DecodeLimits, decode_image, is_image_name, resize_to_input
+from lambda_function.image_names import is_image_name
 from lambda_function.settings import DEFAULT_MAX_IMAGE_PIXELS
 
 NO_CAT = "No cat"
@@ -270,12 +272,12 @@ def _screen_one(job: tuple[Source, int, int, Path]) -> Screened:
     sha = hashlib.sha256(data).hexdigest()
     limits = DecodeLimits(max_pixels=DEFAULT_MAX_IMAGE_PIXELS)
     try:
-        # The same two steps as serving's prepare_image; the decoded size is needed for the size check. Draft
-        # decoding only ever shrinks images of at least twice the training size, so the check is unaffected.
+        # The same two steps as serving's prepare_image; the photo's size is needed for the size check and the
+        # manifest.
         image = decode_image(data, limits, target_size_px=(size_px, size_px))
     except ClassifierError:
         return Screened(source, sha, dropped="unreadable")
-    width, height = image.size
+    width, height = image.info["source_size_px"]  # the photo's own size, not the draft-decoded one
     if min(width, height) < min_side_px:
         return Screened(source, sha, width, height, dropped="too_small")
     target = staging / f"{sha}.png"

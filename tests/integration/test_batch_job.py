@@ -16,7 +16,8 @@ import pytest
 from botocore.stub import ANY, Stubber
 from botocore.validate import ParamValidator
 
-from lambda_function.batch_job import (
+from lambda_function.cli import main as cli_main
+from lambda_function.tagging.batch_job import (
     CSV_MANIFEST_FORMAT,
     INVENTORY_MANIFEST_FORMAT,
     JobTarget,
@@ -27,7 +28,6 @@ from lambda_function.batch_job import (
     target_from_stack,
     write_manifest,
 )
-from lambda_function.cli import main as cli_main
 from tests.support.many_keys import peak_bytes
 
 ROLE_ARN = "arn:aws:iam::123456789012:role/cat-breeds-dev-BatchOperationsRole-1A2B3C"

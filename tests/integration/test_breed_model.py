@@ -17,8 +17,8 @@ import numpy as np
 import pytest
 
 from conversion.convert import main as convert_main
-from lambda_function.inference import Classifier
-from lambda_function.model_contract import BreedRule, load_sidecar
+from lambda_function.datapath.inference import Classifier
+from lambda_function.datapath.model_contract import BreedRule, load_sidecar
 from tests.conftest import EVENTS_DIR, PHOTOS_DIR, REPO_DIR, SHARED_DIR
 from tests.support.cli import environment_without_test_model
 from training import evaluate, prepare_dataset, train

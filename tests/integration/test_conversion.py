@@ -10,8 +10,8 @@ import pytest
 from ai_edge_litert.interpreter import Interpreter
 
 from conversion.convert import MIN_TOP1_AGREEMENT, ConversionError, ConversionOptions, Mode, convert, main
-from lambda_function.inference import Classifier
-from lambda_function.model_contract import ModelContractError, load_sidecar, sidecar_path_for
+from lambda_function.datapath.inference import Classifier
+from lambda_function.datapath.model_contract import ModelContractError, load_sidecar, sidecar_path_for
 from tests.conftest import PHOTOS_DIR
 from tests.support.model_files import copy_with_sidecar, edit_sidecar
 

@@ -11,9 +11,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from lambda_function.inference import Classifier
-from lambda_function.model_contract import load_sidecar
-from lambda_function.preprocessing import DecodeLimits, prepare_image
+from lambda_function.datapath.inference import Classifier
+from lambda_function.datapath.model_contract import load_sidecar
+from lambda_function.datapath.preprocessing import DecodeLimits, prepare_image
 from tests.conftest import CAT_PHOTOS, DOG_PHOTOS, REPO_DIR
 from training.starter_head import STARTER_LABELS, StarterHead
 from training.torch_checkpoint import CheckpointError, load_legacy_state_dict

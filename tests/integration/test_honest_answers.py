@@ -15,11 +15,11 @@ from typing import Any
 import boto3
 import pytest
 
-from lambda_function.api import MAX_TOP_K
-from lambda_function.model_contract import load_sidecar
-from lambda_function.s3_tagging import S3Tagger
-from lambda_function.service import BreedService
+from lambda_function.api.routes import MAX_TOP_K
+from lambda_function.datapath.model_contract import load_sidecar
+from lambda_function.datapath.service import BreedService
 from lambda_function.settings import Settings
+from lambda_function.tagging.s3_tagging import S3Tagger
 from tests.conftest import CAT_PHOTOS, REPO_DIR
 from tests.support.api_server import ServerProcess, call, running_server
 

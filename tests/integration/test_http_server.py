@@ -313,7 +313,7 @@ def test_a_client_that_sends_its_whole_oversized_body_before_reading_gets_the_41
 
 
 def test_a_refused_client_that_never_stops_sending_is_cut_off_after_a_bounded_drain(server):
-    from lambda_function.http_protocol import LINGER_MAX_BYTES
+    from lambda_function.server.http_protocol import LINGER_MAX_BYTES
 
     address = urlsplit(server.base_url)
     head = b"POST /predict HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\n"

@@ -137,7 +137,7 @@ def of_type(resources: dict[str, Any], kind: str) -> dict[str, Any]:
 
 
 def test_api_gateway_routes_are_exactly_the_routes_of_the_api(cloudformation):
-    from lambda_function.gateway import ROUTE_METHODS
+    from lambda_function.api.gateway import ROUTE_METHODS
 
     (api,) = of_type(cloudformation, "AWS::ApiGatewayV2::Api").values()
     paths = api["Properties"]["Body"]["paths"]
@@ -165,7 +165,7 @@ def test_every_upload_under_the_prefix_triggers_tagging_and_the_function_decides
 
     assert trigger["Event"] == "s3:ObjectCreated:*"
     # No suffix filter: S3's are case-sensitive, one per rule, and would drift from the decoder's list
-    # (lambda_function.preprocessing.is_image_name decides, tested in test_s3_tagging.py).
+    # (lambda_function.image_names.is_image_name decides, tested in test_s3_tagging.py).
     assert trigger["Filter"]["S3Key"]["Rules"] == [{"Name": "prefix", "Value": {"Ref": "ImagesPrefix"}}]
     assert bucket["PublicAccessBlockConfiguration"] == {
         "BlockPublicAcls": True,
@@ -249,7 +249,7 @@ def test_batch_operations_may_only_read_manifests_invoke_tagging_and_write_repor
 
 
 def test_the_stack_outputs_name_what_a_batch_operations_job_needs(transformed_template):
-    from lambda_function.batch_job import (
+    from lambda_function.tagging.batch_job import (
         OUTPUT_FUNCTION_ARN,
         OUTPUT_MANIFEST_PREFIX,
         OUTPUT_REPORT_PREFIX,

@@ -84,7 +84,7 @@ def checkout_copy(destination: Path) -> Path:
 
 
 def test_make_demo_runs_from_the_repository_alone_and_says_if_each_breed_is_clear(tmp_path):
-    from lambda_function.model_contract import load_sidecar
+    from lambda_function.datapath.model_contract import load_sidecar
     from lambda_function.settings import DEFAULT_MODEL_PATH
 
     labels = set(load_sidecar(DEFAULT_MODEL_PATH).labels)

@@ -45,27 +45,19 @@ def dockerfile_copies() -> tuple[list[str], str]:
 
 @pytest.fixture(scope="module")
 def runtime(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    """A clean venv with requirements.txt only, and a task root holding what the Dockerfile copies."""
-    root = tmp_path_factory.mktemp("runtime")
-    venv, task_root = root / "venv", root / "task"
-    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
-    install = subprocess.run(
-        [
-            str(venv / "bin" / "python"),
-            "-m",
-            "pip",
-            "install",
-            "--quiet",
-            "--disable-pip-version-check",
-            "-r",
-            str(REPO_DIR / "requirements.txt"),
-        ],
+    """The runtime set's own virtual environment (`.venv-runtime`: requirements.txt alone, which `make` keeps
+    and rebuilds when the pins change), and a task root holding what the Dockerfile copies."""
+    task_root = tmp_path_factory.mktemp("runtime") / "task"
+    made = subprocess.run(
+        ["make", "--silent", ".venv-runtime/.installed-stamp", f"PYTHON={sys.executable}"],
+        cwd=REPO_DIR,
         capture_output=True,
         text=True,
         timeout=900,
         check=False,
     )
-    assert install.returncode == 0, install.stderr[-3000:]
+    assert made.returncode == 0, made.stderr[-3000:]
+    venv = REPO_DIR / ".venv-runtime"
     sources, model_path = dockerfile_copies()
     for source in sources:
         target = task_root / source
@@ -202,3 +194,10 @@ def test_the_server_target_serves_from_the_image_contents_alone(runtime):
 
     assert status == 200 and answer["model"]["name"] == "cat-breeds-34-efficientnet-lite2"
     assert exit_code == 0
+
+
+def test_the_dockerfiles_lambda_command_is_the_api_handler_these_tests_invoke():
+    lambda_stage = (REPO_DIR / "Dockerfile").read_text().split(" AS server")[0]
+    command = json.loads(re.search(r"^CMD (\[.+\])", lambda_stage, re.M).group(1))
+
+    assert command == [HANDLERS["api"]]

@@ -8,20 +8,19 @@ import json
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
-from urllib.parse import quote, quote_plus, unquote_plus
+from urllib.parse import quote, quote_plus
 
 import boto3
 import pytest
 from botocore.exceptions import ClientError
 
 from lambda_function.cli import main as cli_main
+from lambda_function.datapath.service import BreedService
 from lambda_function.local_context import LocalLambdaContext
 from lambda_function.request_deadline import LAMBDA_ANSWER_MARGIN_S
-from lambda_function.s3_tagging import MAX_TAGS_PER_OBJECT, Outcome, S3Tagger, merge_tags, sanitise_tag_value
-from lambda_function.service import BreedService
 from lambda_function.settings import Settings
-from tests.conftest import CAT_PHOTOS, DOG_PHOTOS, EVENTS_DIR, load_event
-from tests.support.cli import run_cli
+from lambda_function.tagging.s3_tagging import MAX_TAGS_PER_OBJECT, Outcome, S3Tagger, merge_tags, sanitise_tag_value
+from tests.conftest import CAT_PHOTOS, DOG_PHOTOS, load_event
 from tests.support.images import progressive_jpeg_with_repeated_scans
 
 BUCKET = "cat-photos-test"
@@ -230,7 +229,7 @@ def test_backfill_of_more_than_100_photos_prints_its_summary_alone_on_standard_o
 
 
 def test_backfill_reports_each_failed_key_with_its_reason(service, s3, tagging):
-    from lambda_function.backfill import backfill
+    from lambda_function.tagging.backfill import backfill
 
     keys = [f"failing/{name}.jpg" for name in ("ok-1", "throttled", "ok-2")]
     for key in keys:
@@ -528,21 +527,3 @@ def test_a_task_without_an_id_still_gets_a_result(tagging, s3, lambda_context):
 
     assert [(r["resultCode"], r["taskId"]) for r in response["results"]] == [("PermanentFailure", "")]
     assert "taskId" in response["results"][0]["resultString"]
-
-
-def test_committed_batch_operations_events_run_through_invoke_against_s3(service_env, s3, tmp_path):
-    for schema in ("1.0", "2.0"):
-        event = load_event(f"s3-batch-operations-{schema}.json")
-        (task,) = event["tasks"]
-        bucket = task.get("s3Bucket") or task["s3BucketArn"].split(":::")[1]
-        if bucket not in {b["Name"] for b in s3.list_buckets()["Buckets"]}:
-            s3.create_bucket(Bucket=bucket, CreateBucketConfiguration={"LocationConstraint": "eu-west-1"})
-        s3.put_object(Bucket=bucket, Key=unquote_plus(task["s3Key"]), Body=CAT_PHOTOS[15].read_bytes())
-
-        completed = run_cli("invoke", str(EVENTS_DIR / f"s3-batch-operations-{schema}.json"))
-
-        assert completed.returncode == 0, completed.stderr[-2000:]
-        response = json.loads(completed.stdout)
-        assert [r["resultCode"] for r in response["results"]] == ["Succeeded"]
-        tags = s3.get_object_tagging(Bucket=bucket, Key=unquote_plus(task["s3Key"]))["TagSet"]
-        assert "cat-breed" in {t["Key"] for t in tags}

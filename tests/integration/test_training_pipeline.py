@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 
 from conversion.convert import main as convert_main
-from lambda_function.model_contract import load_sidecar
-from lambda_function.preprocessing import DecodeLimits, prepare_image
-from lambda_function.service import BreedService
+from lambda_function.datapath.model_contract import load_sidecar
+from lambda_function.datapath.preprocessing import DecodeLimits, prepare_image
+from lambda_function.datapath.service import BreedService
 from lambda_function.settings import DEFAULT_MAX_IMAGE_PIXELS, Settings
 from tests.conftest import CAT_PHOTOS, DOG_PHOTOS
 from tests.support.synthetic_dataset import BREEDS, make_synthetic_dataset

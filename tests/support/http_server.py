@@ -22,6 +22,9 @@ class ImageHost(ThreadingHTTPServer):
     connection's handshake in its own thread (a slow client never holds up the others)."""
 
     daemon_threads = True
+    # socketserver's default listen backlog is 5: dozens of fetches connecting at once (the slow-upstream load
+    # tests) would overflow it, and their connects would wait for SYN retransmits past the connect deadline.
+    request_queue_size = 128
 
     def __init__(self, routes: dict[str, Route], host: str = "127.0.0.1", tls: ssl.SSLContext | None = None) -> None:
         self.routes = routes
@@ -73,7 +76,8 @@ class _Handler(BaseHTTPRequestHandler):
 @contextmanager
 def running(routes: dict[str, Route], tls: ssl.SSLContext | None = None) -> Iterator[ImageHost]:
     server = ImageHost(routes, tls=tls)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    # shutdown() waits for serve_forever's next poll: half a second by default, at the end of every test.
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True)
     thread.start()
     try:
         yield server

@@ -53,7 +53,7 @@ class InstantTagger:
         self.s3 = s3
 
     def tag_object(self, _bucket: str, key: str, version_id: str | None = None) -> Any:
-        from lambda_function.s3_tagging import Outcome, TagResult
+        from lambda_function.tagging.s3_tagging import Outcome, TagResult
 
         return TagResult(key, Outcome.ALREADY_TAGGED)
 
@@ -73,8 +73,9 @@ def peak_bytes(work: str, count: int) -> tuple[int, Any]:
 
 
 def _measure(work: str, count: int) -> dict[str, Any]:
-    from lambda_function.backfill import backfill, image_keys
-    from lambda_function.batch_job import write_manifest
+    from lambda_function.tagging.backfill import backfill
+    from lambda_function.tagging.batch_job import write_manifest
+    from lambda_function.tagging.s3_objects import image_keys
 
     def run(n: int) -> Any:
         if work == "manifest":

@@ -6,7 +6,7 @@ import json
 import shutil
 from pathlib import Path
 
-from lambda_function.model_contract import sidecar_path_for
+from lambda_function.datapath.model_contract import sidecar_path_for
 
 
 def copy_with_sidecar(model: Path, folder: Path) -> Path:

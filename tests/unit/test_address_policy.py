@@ -6,7 +6,7 @@ import ipaddress
 
 import pytest
 
-from lambda_function.address_policy import embedded_ipv4, refusal_reason
+from lambda_function.fetching.address_policy import embedded_ipv4, refusal_reason
 
 
 @pytest.mark.parametrize(

@@ -1,21 +1,16 @@
-"""The HTTP server's ASGI application in-process: requests resolved at once on its threads stay apart, and the
-fetch deadline holds on this path as on Lambda's."""
+"""The HTTP server's ASGI application in-process: requests resolved at once on its threads stay apart (the fetch
+deadline on this path is tested against the server as a process, tests/integration/test_http_server.py)."""
 
 from __future__ import annotations
 
 import asyncio
 import base64
 import json
-import time
 from pathlib import Path
 
-import pytest
-
-from lambda_function.asgi import BreedServerApp
-from lambda_function.fetch import SafeFetcher
+from lambda_function.server.asgi import BreedServerApp
 from lambda_function.settings import ServerSettings
 from tests.conftest import CAT_PHOTOS, DOG_PHOTOS
-from tests.support import http_server
 
 
 async def post(app: BreedServerApp, path: str, body: bytes) -> tuple[int, dict]:
@@ -54,28 +49,3 @@ def test_uploads_resolved_at_once_on_the_thread_pool_each_get_their_own_answer(s
 
     assert [status for status, _ in answers] == [200] * len(order)
     assert [[p["breed"] for p in body["predictions"]] for _, body in answers] == [expected[n] for n in order]
-
-
-def stuck_resolver(_host: str, _port: int) -> list:
-    time.sleep(30)
-    return []
-
-
-@pytest.mark.parametrize("upstream", ["dripping headers", "1xx flood", "stuck DNS"])
-def test_a_slow_upstream_ends_at_the_fetch_deadline_on_the_server_path_too(service, monkeypatch, upstream):
-    routes = {
-        "/slow.jpg": http_server.drip_headers()
-        if upstream == "dripping headers"
-        else http_server.continue_flood(interval_s=0.5)
-    }
-    if upstream == "stuck DNS":
-        monkeypatch.setattr(service, "fetcher", SafeFetcher(service.settings.fetch, resolver=stuck_resolver))
-    app = BreedServerApp(ServerSettings(request_deadline_s=30, graceful_timeout_s=60), start_service=lambda: None)
-    with http_server.running(routes) as host:
-        url = "http://stuck-dns.example/cat.jpg" if upstream == "stuck DNS" else host.url("/slow.jpg")
-        started = time.monotonic()
-        status, body = asyncio.run(post(app, "/predict", json.dumps({"url": url}).encode()))
-        elapsed = time.monotonic() - started
-
-    assert (status, body["error"]["code"]) == (504, "upstream_timeout")
-    assert elapsed < service.settings.fetch.total_timeout_s + 1

@@ -75,7 +75,7 @@ def test_the_benchmarks_page_quotes_the_last_runs_tables_as_they_are():
 
 def test_the_security_page_quotes_the_last_runs_decode_memory_table_as_it_is():
     from benchmarks.decode_memory import markdown as decode_memory_table
-    from lambda_function.preprocessing import DECODE_MEMORY_BUDGET_BYTES
+    from lambda_function.datapath.preprocessing import DECODE_MEMORY_BUDGET_BYTES
 
     results = json.loads((REPO_DIR / "benchmarks" / "results" / "bench.json").read_text())
     generated = decode_memory_table(results["decode_memory"], DECODE_MEMORY_BUDGET_BYTES / 1e6)

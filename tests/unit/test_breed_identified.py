@@ -10,9 +10,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from lambda_function.inference import Classifier, breed_identified
-from lambda_function.model_contract import BreedRule, ModelCard, load_sidecar
-from lambda_function.preprocessing import DecodeLimits, prepare_image
+from lambda_function.datapath.inference import Classifier, breed_identified
+from lambda_function.datapath.model_contract import BreedRule, ModelCard, load_sidecar
+from lambda_function.datapath.preprocessing import DecodeLimits, prepare_image
 from tests.conftest import CAT_PHOTOS
 from tests.support.model_files import copy_with_sidecar, edit_sidecar
 

@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 
-import lambda_function.service as service_module
+import lambda_function.datapath.service as service_module
 from lambda_function.container_limits import MEMORY_HEADROOM, PROCESS_BASELINE_BYTES, ContainerLimits
-from lambda_function.preprocessing import DECODE_MEMORY_BUDGET_BYTES
-from lambda_function.service import BreedService
+from lambda_function.datapath.preprocessing import DECODE_MEMORY_BUDGET_BYTES
+from lambda_function.datapath.service import BreedService
 from lambda_function.settings import Settings, SettingsError
 from tests.conftest import CAT_PHOTOS
 

@@ -42,7 +42,7 @@ def test_every_doc_is_linked_from_the_readme():
 
 
 def test_the_photo_names_in_the_deploy_guide_are_the_decoders_own_list():
-    from lambda_function.preprocessing import IMAGE_SUFFIXES
+    from lambda_function.image_names import IMAGE_SUFFIXES
 
     text = (REPO_DIR / "docs" / "deploy.md").read_text()
     sentence = text[text.index("which objects are photos") : text.index("the decoder's own list")]
@@ -131,7 +131,7 @@ def error_codes_in_the_code() -> dict[str, int | None]:
         error = pending.pop()
         codes[error.code] = int(error.status)
         pending += error.__subclasses__()
-    for path in (REPO_DIR / "lambda_function").glob("*.py"):
+    for path in (REPO_DIR / "lambda_function").rglob("*.py"):
         for node in ast.walk(ast.parse(path.read_text())):
             if isinstance(node, ast.Call) and isinstance(node.func, ast.Name):
                 position = {"error_document": 0, "_error": 1}.get(node.func.id)

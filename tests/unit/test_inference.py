@@ -7,8 +7,8 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
-from lambda_function.inference import Classifier
-from lambda_function.preprocessing import DecodeLimits, prepare_image
+from lambda_function.datapath.inference import Classifier
+from lambda_function.datapath.preprocessing import DecodeLimits, prepare_image
 from tests.conftest import CAT_PHOTOS, DOG_PHOTOS
 
 THREADS = 8

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from lambda_function.inference import Classifier
-from lambda_function.model_contract import ModelContractError, load_sidecar, sidecar_path_for
+from lambda_function.datapath.inference import Classifier
+from lambda_function.datapath.model_contract import ModelContractError, load_sidecar, sidecar_path_for
 from tests.support.model_files import copy_with_sidecar, edit_sidecar
 
 

@@ -6,7 +6,7 @@ import json
 
 from aws_lambda_powertools.event_handler import APIGatewayRestResolver
 
-from lambda_function.api import build_openapi_json, router
+from lambda_function.api.routes import build_openapi_json, router
 from tests.conftest import REPO_DIR
 
 COMMITTED = REPO_DIR / "docs" / "openapi.json"

@@ -15,7 +15,7 @@ import pytest
 import yaml
 
 from lambda_function.errors import DeadlineExceeded
-from lambda_function.fetch import SafeFetcher
+from lambda_function.fetching.fetch import SafeFetcher
 from lambda_function.local_context import LocalLambdaContext
 from lambda_function.request_deadline import LAMBDA_ANSWER_MARGIN_S
 from tests.conftest import CAT_PHOTOS, REPO_DIR, http_api_event, load_event, parsed_body, rest_event
@@ -181,7 +181,7 @@ def test_an_invocation_out_of_time_stops_before_decoding_and_answers_504(handler
 
 
 def test_a_request_out_of_time_gives_its_compute_slot_back(model_path):
-    from lambda_function.service import BreedService
+    from lambda_function.datapath.service import BreedService
     from lambda_function.settings import Settings
 
     one_slot = BreedService(Settings(model_path=model_path, inference_threads=1, decode_concurrency=1))
@@ -194,7 +194,7 @@ def test_a_request_out_of_time_gives_its_compute_slot_back(model_path):
 
 
 def test_a_request_waiting_for_a_compute_slot_gives_up_at_its_deadline(model_path):
-    from lambda_function.service import BreedService
+    from lambda_function.datapath.service import BreedService
     from lambda_function.settings import Settings
 
     one_slot = BreedService(Settings(model_path=model_path, inference_threads=1, decode_concurrency=1))
@@ -342,15 +342,20 @@ def test_an_https_upstream_that_answers_in_time_is_fetched(handler, service, lam
 def test_a_host_name_that_never_resolves_ends_at_the_fetch_deadline_with_504(
     handler, service, lambda_context, monkeypatch
 ):
+    released = threading.Event()
+
     def stuck_resolver(_host: str, _port: int) -> list:
-        time.sleep(30)
+        released.wait(30)  # stuck until the test is over (the lookup thread would otherwise hold up the exit)
         return []
 
     monkeypatch.setattr(service, "fetcher", SafeFetcher(service.settings.fetch, resolver=stuck_resolver))
     started = time.monotonic()
-    response = handler.lambda_handler(
-        rest_event("POST", "/predict", {"url": "http://slow-dns.example/cat.jpg"}), lambda_context
-    )
+    try:
+        response = handler.lambda_handler(
+            rest_event("POST", "/predict", {"url": "http://slow-dns.example/cat.jpg"}), lambda_context
+        )
+    finally:
+        released.set()
 
     assert error_of(response) == (504, "upstream_timeout")
     assert time.monotonic() - started < service.settings.fetch.total_timeout_s + 1
@@ -602,7 +607,7 @@ TemplateLoader.add_multi_constructor("!", lambda _loader, _suffix, _node: None)
 
 
 def test_every_error_message_is_capped_whatever_it_quotes():
-    from lambda_function.api import MAX_ERROR_MESSAGE_CHARS, error_document
+    from lambda_function.errors import MAX_ERROR_MESSAGE_CHARS, error_document
 
     document = error_document("bad_request", "x" * 1_000_000)
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import base64
 import io
-import json
 import subprocess
 import sys
 import time
@@ -15,6 +14,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from lambda_function.datapath.preprocessing import DecodeLimits, decode_image, jpeg_scan_count, prepare_image
 from lambda_function.errors import (
     DeadlineExceeded,
     ImageTooComplex,
@@ -23,7 +23,6 @@ from lambda_function.errors import (
     UndecodableImage,
     UnsupportedImage,
 )
-from lambda_function.preprocessing import DecodeLimits, decode_image, jpeg_scan_count, prepare_image
 from tests.conftest import CAT_PHOTOS, DOG_PHOTOS, REPO_DIR, TEST_INPUT_SIZE_PX, parsed_body, rest_event
 from tests.support.images import (
     EPS_BYTES,
@@ -243,7 +242,8 @@ def test_jpeg_draft_decoding_stays_within_half_a_level_at_b4_resolution():
 def test_an_image_under_the_pixel_cap_decodes_without_pillows_bomb_warning():
     # In a fresh interpreter with Python's default warning filters: pytest replaces them inside tests.
     script = (
-        "from PIL import Image; import io; from lambda_function.preprocessing import DecodeLimits, prepare_image; "
+        "from PIL import Image; import io; "
+        "from lambda_function.datapath.preprocessing import DecodeLimits, prepare_image; "
         "buffer = io.BytesIO(); Image.new('L', (900, 900)).save(buffer, 'PNG'); "  # over half the cap, under it
         "print(prepare_image(buffer.getvalue(), (64, 64), DecodeLimits(max_pixels=1_000_000)).shape)"
     )
@@ -390,16 +390,25 @@ def test_a_tiff_cut_into_tens_of_thousands_of_strips_is_refused_before_decoding(
 )
 def test_narrow_and_tall_images_stay_within_the_decode_memory_budget(tmp_path, mode, size):
     """Measured in a fresh process, as `make bench` does (benchmarks/decode_memory.py): what decoding added."""
-    from benchmarks.decode_memory import MEASURE
-    from lambda_function.preprocessing import DECODE_MEMORY_BUDGET_BYTES
+    from benchmarks.decode_memory import measure_one
+    from lambda_function.datapath.preprocessing import DECODE_MEMORY_BUDGET_BYTES
 
     image = Image.new(mode, size, 7 if mode == "P" else (128, 128, 128, 200))
     path = tmp_path / "narrow.png"
     image.save(path, "PNG", **({"transparency": 0} if mode == "P" else {}))
-    completed = subprocess.run(
-        [sys.executable, "-c", MEASURE, str(path)], cwd=REPO_DIR, capture_output=True, text=True, check=True
-    )
-    measured = json.loads(completed.stdout.strip().splitlines()[-1])
+    measured = measure_one(path)
 
     assert measured["outcome"] in ("decoded", "413 too_much_decode_memory")  # refused before decoding, or fits
     assert measured["added_mb"] * 1024 * 1024 < DECODE_MEMORY_BUDGET_BYTES
+
+
+@pytest.mark.parametrize(("orientation", "expected"), [(1, (1600, 1200)), (6, (1200, 1600))])
+def test_a_decoded_photo_keeps_its_own_upright_size_whatever_size_its_pixels_were_decoded_at(orientation, expected):
+    exif = Image.Exif()
+    exif[0x0112] = orientation
+    data = encode(Image.new("RGB", (1600, 1200), (90, 60, 30)), "JPEG", exif=exif.tobytes())
+
+    image = decode_image(data, DecodeLimits(max_pixels=50_000_000), target_size_px=(128, 128))
+
+    assert max(image.size) < 1600  # draft-decoded
+    assert image.info["source_size_px"] == expected

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from lambda_function.errors import ImageTooLarge, UpstreamError
-from lambda_function.fetch import SafeFetcher, system_resolver
+from lambda_function.fetching.fetch import SafeFetcher, system_resolver
 from lambda_function.settings import FetchSettings
 from tests.conftest import CAT_PHOTOS, parsed_body, rest_event
 from tests.support import http_server
@@ -258,7 +258,7 @@ def test_interim_answers_before_the_final_one_are_skipped():
 def test_a_fast_flood_of_interim_answers_is_refused_at_the_cap_not_waited_out():
     import time
 
-    from lambda_function.fetch_deadline import MAX_INTERIM_ANSWERS
+    from lambda_function.fetching.fetch_deadline import MAX_INTERIM_ANSWERS
 
     fetcher = SafeFetcher(replace(STRICT, allow_loopback=True, total_timeout_s=10))
     with http_server.running({"/cat.jpg": http_server.continue_flood(interval_s=0.01)}) as host:

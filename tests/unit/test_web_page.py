@@ -11,7 +11,7 @@ from html.parser import HTMLParser
 import pytest
 
 from lambda_function import errors
-from lambda_function.web_page import STATIC_DIR, assemble, web_page
+from lambda_function.api.web_page import STATIC_DIR, assemble, web_page
 from tests.conftest import http_api_event, rest_event
 
 MAX_PAGE_BYTES = 50_000

@@ -1,6 +1,6 @@
 """The HTTP server's ASGI application: the Lambda function's own API behind a front built for many clients.
 
-Routes, request and response models, errors and the OpenAPI document all come from `lambda_function.api`, and
+Routes, request and response models, errors and the OpenAPI document all come from `lambda_function.api.routes`, and
 they are resolved by the same powertools resolver class that answers API Gateway HTTP API events on Lambda:
 each HTTP request becomes a version 2.0 event. The server and the function therefore cannot drift apart, and
 the server pays no second framework. What a long-running server needs on top of that lives here:
@@ -30,9 +30,9 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
-from aws_lambda_powertools.event_handler import APIGatewayHttpResolver
-
-from lambda_function.api import error_document, router
+from lambda_function.api.gateway import resolve
+from lambda_function.api.powertools_adapter import ConcurrentHttpResolver
+from lambda_function.api.routes import router
 from lambda_function.errors import (
     ClassifierError,
     DeadlineExceeded,
@@ -40,8 +40,8 @@ from lambda_function.errors import (
     RequestTimeout,
     RequestTooLarge,
     ServerBusy,
+    error_document,
 )
-from lambda_function.gateway import resolve
 from lambda_function.observability import logger
 from lambda_function.settings import ServerSettings
 
@@ -53,41 +53,6 @@ Send = Callable[[Message], Awaitable[None]]
 # Methods whose routes only read the loaded model's card: answered on the event loop, so they never wait for a
 # pool thread that a slow fetch holds.
 LOOP_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
-
-
-_request_state = threading.local()
-
-
-class ConcurrentHttpResolver(APIGatewayHttpResolver):
-    """The HTTP API resolver, with the event being resolved kept per thread.
-
-    Powertools keeps the current event and Lambda context in class attributes shared by every resolver
-    (`BaseRouter.current_event`): right for Lambda, which resolves one event per process at a time, wrong for
-    threads resolving at once, which then read each other's request (the concurrency test caught an upload
-    answered with another photo's breeds). Here they live in thread-local storage. The resolver's `context`
-    dict, where validation leaves the parsed arguments, is per instance: each thread has its own resolver.
-    """
-
-    @property
-    def current_event(self) -> Any:
-        return getattr(_request_state, "event", None)
-
-    @current_event.setter
-    def current_event(self, value: Any) -> None:
-        _request_state.event = value
-
-    @property
-    def lambda_context(self) -> Any:
-        return getattr(_request_state, "lambda_context", None)
-
-    @lambda_context.setter
-    def lambda_context(self, value: Any) -> None:
-        _request_state.lambda_context = value
-
-    def resolve(self, event: dict[str, Any], context: Any) -> dict[str, Any]:
-        _request_state.event = self._to_proxy_event(event)
-        _request_state.lambda_context = context
-        return super().resolve(event, context)
 
 
 @dataclass
@@ -136,7 +101,7 @@ def is_url_request(body: bytes) -> bool:
 
 
 class BreedServerApp:
-    """An ASGI application serving the API of `lambda_function.api`.
+    """An ASGI application serving the API of `lambda_function.api.routes`.
 
     Args:
         settings: the server's limits and sizes.
@@ -374,7 +339,7 @@ def json_response(status: int, document: object) -> HttpResponse:
 
 
 def error_response(error: ClassifierError) -> HttpResponse:
-    """A refusal the front makes itself, in the API's error shape (`lambda_function.api`)."""
+    """A refusal the front makes itself, in the API's error shape (`lambda_function.api.routes`)."""
     return json_response(int(error.status), error_document(error.code, error.message))
 
 

@@ -1,6 +1,7 @@
 """Image bytes to model pixels: the one preprocessing function shared by training and serving.
 
-`prepare_image` is what both `training/prepare_dataset.py` and the Lambda handler call, so a photo is
+`prepare_image` is what the service calls, and `training/prepare_dataset.py` calls its two steps
+(`decode_image`, then `resize_to_input`, keeping the decoded photo's size for its manifest), so a photo is
 decoded, oriented, colour-converted and resized the same way in both places (no train/serve skew). It
 returns uint8 RGB pixels at the model's input size; the inference engine maps them to the model's dtype
 and value range.
@@ -42,8 +43,6 @@ warnings.filterwarnings("ignore", category=Image.DecompressionBombWarning)
 
 # EPS, PDF, PSD and the other exotic parsers never see client bytes. HEIF covers HEIC photos from phones.
 ALLOWED_FORMATS = ("JPEG", "PNG", "WEBP", "GIF", "BMP", "TIFF", "HEIF")
-# The file name endings of those formats, for listing folders and buckets (the content decides, not the name).
-IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".webp", ".gif", ".bmp", ".tif", ".tiff", ".heic", ".heif"})
 RESAMPLING = Image.Resampling.BILINEAR  # antialiased when shrinking, as Pillow implements it
 TRANSPARENT_BACKGROUND = (255, 255, 255)
 # Draft decoding stops at a scale that still covers 1.9 times the model's input, so the final resize always
@@ -102,7 +101,7 @@ class DecodeLimits:
     steps (each read of the file by the decoder, each tile of the shrinking, the conversion, the resize), and the
     time is checked between them, so a decode over its budget is abandoned at its next step. No step is long:
     the limits above bound the ones that cannot be cut (a HEIC or a TIFF is decoded in one call; the scans of a
-    progressive JPEG may all sit in one read), at about 1.6 s for the largest accepted HEIC (`make bench`).
+    progressive JPEG may all sit in one read), under 2 s for the largest accepted HEIC on 2 cores (`make bench`).
     """
 
     max_pixels: int
@@ -148,15 +147,6 @@ class _TimedBytes(io.BytesIO):
     def read(self, size: int | None = -1) -> bytes:
         self._decode_clock.check()
         return super().read(size)
-
-
-def is_image_name(name: str) -> bool:
-    """Whether a file or object name ends like a photo the decoder reads, in any case (`IMG_0001.JPEG` too).
-
-    The one test of a name, for the S3 tagger, the backfill's listing and the training folders alike; the S3
-    trigger watches the whole prefix and leaves the choice to this function.
-    """
-    return name.lower().endswith(tuple(IMAGE_SUFFIXES))
 
 
 def prepare_image(
@@ -278,7 +268,11 @@ def _to_upright_rgb(
         image = _shrunk(image, wanted, clock)
     clock.check()
     upright = ImageOps.exif_transpose(image)
-    return _to_rgb(upright)
+    turned = upright.size != image.size  # a quarter turn swapped the sides
+    rgb = _to_rgb(upright)
+    # The photo's own size, upright (the pixels may be a draft-decoded or shrunk version): what a dataset records.
+    rgb.info["source_size_px"] = (height, width) if turned else (width, height)
+    return rgb
 
 
 def _check_decode_work(image: Image.Image, data: bytes) -> None:

@@ -18,14 +18,16 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import ClientError
 
 from lambda_function.errors import ClassifierError, DeadlineExceeded
+from lambda_function.image_names import is_image_name
 from lambda_function.observability import logger
-from lambda_function.preprocessing import is_image_name
-from lambda_function.service import BreedService
+
+if TYPE_CHECKING:
+    from lambda_function.datapath.service import BreedService
 
 MAX_TAGS_PER_OBJECT = 10
 MAX_TAG_VALUE_CHARS = 256

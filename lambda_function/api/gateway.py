@@ -17,21 +17,20 @@ from typing import Any
 
 from aws_lambda_powertools.event_handler.api_gateway import ApiGatewayResolver
 
-from lambda_function.api import error_document, router
+from lambda_function.api.powertools_adapter import route_methods
+from lambda_function.api.routes import router
 from lambda_function.errors import (
     BadRequest,
     ClassifierError,
     InvalidBase64,
     MethodNotAllowed,
     UnsupportedContentType,
+    error_document,
 )
 from lambda_function.observability import logger
 from lambda_function.request_deadline import lambda_deadline, request_deadline
 
-# The methods of each route, from the router itself (powertools keys its routes by (rule, methods, ...)).
-ROUTE_METHODS: dict[str, frozenset[str]] = {}
-for _key in router._routes:
-    ROUTE_METHODS[_key[0]] = ROUTE_METHODS.get(_key[0], frozenset()) | frozenset(_key[1])
+ROUTE_METHODS = route_methods(router)
 
 # A request body is one small JSON object: `{"url": ...}` or `{"image": ...}` and `top_k`.
 MAX_JSON_DEPTH = 8

@@ -18,11 +18,12 @@ from aws_lambda_powertools.metrics import MetricUnit
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 from pydantic.json_schema import SkipJsonSchema
 
-from lambda_function.errors import ClassifierError
+from lambda_function.api.web_page import web_page
+from lambda_function.datapath.service import ClassifiedImage, get_service
+from lambda_function.errors import ClassifierError, error_document
 from lambda_function.observability import logger, record_metric
 from lambda_function.request_deadline import current_deadline
-from lambda_function.service import ClassifiedImage, get_service
-from lambda_function.web_page import web_page
+from lambda_function.settings import DEFAULT_TOP_K
 
 API_TITLE = "Cat breed classifier"
 API_VERSION = "1.0.0"
@@ -47,7 +48,11 @@ class PredictRequest(BaseModel):
         default=None, description="A photo as base64, or a data:image/...;base64, URI"
     )
     top_k: int = Field(
-        default=5, ge=1, le=MAX_TOP_K, strict=True, description="How many breeds to return, most likely first"
+        default=DEFAULT_TOP_K,
+        ge=1,
+        le=MAX_TOP_K,
+        strict=True,
+        description="How many breeds to return, most likely first",
     )
 
     @model_validator(mode="after")
@@ -182,17 +187,6 @@ def breeds() -> BreedsResponse:
 @router.get("/health", summary="Liveness: the model is loaded", responses=_responses(HealthResponse, "Ready"))
 def health() -> HealthResponse:
     return HealthResponse(status="ok", model=_model_info())
-
-
-MAX_ERROR_MESSAGE_CHARS = 1000  # whatever a message quotes, an error answer stays small (Lambda allows 6 MB)
-
-
-def error_document(code: str, message: str) -> dict[str, dict[str, str]]:
-    """The body of every error answer (`ErrorResponse`), whichever layer refuses the request; its message capped
-    at `MAX_ERROR_MESSAGE_CHARS`."""
-    if len(message) > MAX_ERROR_MESSAGE_CHARS:
-        message = message[: MAX_ERROR_MESSAGE_CHARS - 3] + "..."
-    return {"error": {"code": code, "message": message}}
 
 
 def _error(status: int, code: str, message: str) -> Response:

@@ -24,7 +24,6 @@ import idna
 import urllib3
 from urllib3.exceptions import HTTPError, NewConnectionError
 
-from lambda_function.address_policy import IPAddress, refusal_reason
 from lambda_function.errors import (
     ImageTooLarge,
     InvalidUrl,
@@ -32,7 +31,8 @@ from lambda_function.errors import (
     UpstreamTimeout,
     UrlNotAllowed,
 )
-from lambda_function.fetch_deadline import DeadlineHTTPConnection, DeadlineHTTPSConnection, Watchdog
+from lambda_function.fetching.address_policy import IPAddress, refusal_reason
+from lambda_function.fetching.fetch_deadline import DeadlineHTTPConnection, DeadlineHTTPSConnection, Watchdog
 from lambda_function.settings import FetchSettings
 
 Resolver = Callable[[str, int], list[IPAddress]]

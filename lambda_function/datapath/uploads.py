@@ -32,7 +32,7 @@ def decode_base64_image(encoded: str, max_bytes: int) -> bytes:
         encoded = encoded[match.end() :]
     elif encoded[:5].lower() == "data:":
         raise InvalidBase64("the data: URI is malformed (expected data:image/jpeg;base64,...)")
-    # str.split() is about 17 times faster than a regular expression on a 1.3 MB upload (benchmarks/run.py).
+    # str.split(), not a regular expression: the upload may be megabytes long.
     compact = "".join(encoded.split())
     if not compact:
         raise InvalidBase64("the image field is empty")

@@ -28,8 +28,7 @@ from typing import Any
 
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
-from lambda_function.api import error_document
-from lambda_function.errors import RequestHeaderTooLarge
+from lambda_function.errors import RequestHeaderTooLarge, error_document
 from lambda_function.settings import ServerSettings
 
 LINGER_S = 5.0  # at most this long after the answer, a refused client's remaining body is read and dropped

@@ -18,7 +18,7 @@ from urllib.parse import unquote_plus
 from botocore.exceptions import ClientError
 
 from lambda_function.observability import logger
-from lambda_function.s3_tagging import Outcome, TagResult
+from lambda_function.tagging.s3_tagging import Outcome, TagResult
 
 SCHEMA_VERSIONS = ("1.0", "2.0")
 # S3 error codes that a later try can get past: throttling, S3's own faults and timeouts, and an object that

@@ -15,9 +15,9 @@ import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import IO, Any
-from urllib.parse import quote, urlsplit
+from urllib.parse import quote
 
-from lambda_function.backfill import image_keys
+from lambda_function.tagging.s3_objects import image_keys, parse_s3_url
 
 CSV_MANIFEST_FORMAT = "S3BatchOperations_CSV_20180820"
 INVENTORY_MANIFEST_FORMAT = "S3InventoryReport_CSV_20161130"
@@ -209,7 +209,7 @@ def submit_tagging_job(
     token = str(uuid.uuid4())
     description = f"Tag cat photos under s3://{bucket}/{prefix} with their breed"
     if inventory_manifest:
-        manifest_bucket, manifest_key = _split_s3_url(inventory_manifest)
+        manifest_bucket, manifest_key = parse_s3_url(inventory_manifest, key_required=True)
         etag = DRY_RUN_ETAG if dry_run else s3.head_object(Bucket=manifest_bucket, Key=manifest_key)["ETag"]
         manifest = Manifest(manifest_bucket, manifest_key, etag, INVENTORY_MANIFEST_FORMAT)
         print(f"manifest: {manifest.url()} (S3 Inventory)", file=out)
@@ -251,10 +251,3 @@ def submit_tagging_job(
     for command in follow_up_commands(target.account_id, job_id, confirmation_required):
         print(f"  {command}", file=out)
     return job_id
-
-
-def _split_s3_url(url: str) -> tuple[str, str]:
-    parts = urlsplit(url)
-    if parts.scheme != "s3" or not parts.netloc or not parts.path.strip("/"):
-        raise ValueError(f"{url!r} is not like s3://BUCKET/KEY")
-    return parts.netloc, parts.path.lstrip("/")

@@ -12,13 +12,13 @@ from dataclasses import dataclass
 
 from aws_lambda_powertools.metrics import MetricUnit
 
+from lambda_function.datapath.inference import Classifier, Prediction
+from lambda_function.datapath.preprocessing import DecodeLimits, prepare_image
+from lambda_function.datapath.uploads import decode_base64_image
 from lambda_function.errors import DeadlineExceeded
-from lambda_function.fetch import Resolver, SafeFetcher, system_resolver
-from lambda_function.inference import Classifier, Prediction
+from lambda_function.fetching.fetch import Resolver, SafeFetcher, system_resolver
 from lambda_function.observability import logger, record_metric, tracer
-from lambda_function.preprocessing import DecodeLimits, prepare_image
 from lambda_function.settings import Settings
-from lambda_function.uploads import decode_base64_image
 
 
 @dataclass(frozen=True)

@@ -3,49 +3,35 @@
 Keys are tagged as the listing yields them, with a bounded number in flight, so memory stays flat for any number
 of objects (S3 calls overlap; inference is serialised by the classifier's lock). Objects already tagged by the
 same model version are skipped, so a run can be stopped and started again: it resumes where it was. For millions
-of photos, `--batch-operations` hands the same work to S3 Batch Operations instead (lambda_function/batch_job.py).
+of photos, `--batch-operations` hands the same work to S3 Batch Operations instead
+(lambda_function/tagging/batch_job.py).
 """
 
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
-from typing import Any
-from urllib.parse import urlsplit
+from typing import TYPE_CHECKING, Any
 
 from tqdm import tqdm
 
-from lambda_function.preprocessing import is_image_name
-from lambda_function.s3_tagging import S3Tagger
+from lambda_function.tagging.s3_objects import image_keys
+
+if TYPE_CHECKING:
+    from lambda_function.tagging.s3_tagging import S3Tagger
 
 FAILED = "failed"
-
-
-def parse_s3_url(url: str) -> tuple[str, str]:
-    """`s3://bucket/prefix` to (bucket, prefix).
-
-    Raises:
-        ValueError: not an s3:// URL with a bucket.
-    """
-    parts = urlsplit(url)
-    if parts.scheme != "s3" or not parts.netloc:
-        raise ValueError(f"{url!r} is not like s3://BUCKET/PREFIX")
-    return parts.netloc, parts.path.lstrip("/")
-
-
-def image_keys(s3: Any, bucket: str, prefix: str) -> Iterator[str]:
-    """The keys under the prefix named like photos, page by page as S3 lists them."""
-    for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
-        for item in page.get("Contents", []):
-            if is_image_name(item["Key"]):
-                yield item["Key"]
 
 
 MAX_LISTED_FAILURES = 100  # a run over millions lists this many failed keys with their reasons, and counts the rest
 
 
-def backfill(tagger: S3Tagger, bucket: str, prefix: str, workers: int = 8, progress: bool = True) -> dict[str, Any]:
+DEFAULT_WORKERS = 8  # objects in flight at once: S3 calls overlap, inference is serialised by the classifier
+
+
+def backfill(
+    tagger: S3Tagger, bucket: str, prefix: str, workers: int = DEFAULT_WORKERS, progress: bool = True
+) -> dict[str, Any]:
     """Tag every image under the prefix; returns counts per outcome and the failed keys with their reasons
     (failures do not stop the run; the next run retries them)."""
     counts: Counter[str] = Counter()

@@ -2,7 +2,7 @@
 
 gunicorn manages the processes (a worker per CPU by default, restarts of crashed workers, graceful shutdown on
 SIGTERM within `graceful_timeout`), and each worker runs uvicorn's event loop with the ASGI application of
-`lambda_function.asgi`. This is the stack uvicorn's and FastAPI's documentation recommend for production;
+`lambda_function.server.asgi`. This is the stack uvicorn's and FastAPI's documentation recommend for production;
 powertools' `HttpResolverLocal`, which served before, is documented by its authors as for local development.
 Each worker loads its own model and runs inference on it under the classifier's lock (one interpreter per
 process), while URL fetches and uploads of that worker overlap on its thread pool. Each interpreter gets
@@ -25,14 +25,12 @@ from gunicorn.arbiter import Arbiter
 from uvicorn.server import Server
 from uvicorn_worker import UvicornWorker
 
-from lambda_function.asgi import BreedServerApp
-from lambda_function.http_protocol import protocol_for
-from lambda_function.inference import Classifier
-from lambda_function.service import BreedService, install_service
-from lambda_function.settings import Settings
+from lambda_function.datapath.inference import Classifier
+from lambda_function.datapath.service import BreedService, install_service
+from lambda_function.server.asgi import BreedServerApp
+from lambda_function.server.http_protocol import protocol_for
+from lambda_function.settings import DEFAULT_HOST, DEFAULT_PORT, Settings
 
-DEFAULT_HOST = "127.0.0.1"
-DEFAULT_PORT = 9696
 # A worker that does not report to the master for this long is killed and replaced (a wedged process).
 WORKER_HEARTBEAT_TIMEOUT_S = 60
 
@@ -57,7 +55,7 @@ class QuickQuitUvicornWorker(UvicornWorker):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        # The connection rules (header limits and deadline, lingering close: lambda_function.http_protocol), with
+        # The connection rules (header limits and deadline, lingering close: lambda_function.server.http_protocol), with
         # the limits of the settings the server was started with.
         self.config.http = protocol_for(self.app.settings.server)
 

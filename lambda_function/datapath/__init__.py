@@ -1,0 +1,1 @@
+"""The data path and the model: image source -> bytes -> pixels -> probabilities -> answer."""

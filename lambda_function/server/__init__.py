@@ -1,0 +1,1 @@
+"""The HTTP server (Kubernetes, `make serve`): the ASGI front, the connection rules, the process."""

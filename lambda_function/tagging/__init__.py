@@ -1,0 +1,1 @@
+"""Tagging photos in S3: the tagger, the backfill, Batch Operations jobs and their tasks."""
