@@ -7,8 +7,6 @@ the pricing pages before relying on a figure). Lambda and HTTP API prices are fo
 LAMBDA_USD_PER_GB_SECOND = 0.0000166667
 LAMBDA_USD_PER_REQUEST = 0.20 / 1e6
 HTTP_API_USD_PER_REQUEST = 1.00 / 1e6
-# Lambda gives one vCPU's worth of CPU per 1,769 MB of memory.
-LAMBDA_MB_PER_VCPU = 1769
 # S3 Batch Operations: per job, and per object the job processes.
 BATCH_OPERATIONS_USD_PER_JOB = 0.25
 BATCH_OPERATIONS_USD_PER_OBJECT = 1.00 / 1e6

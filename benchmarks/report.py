@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from lambda_function.settings import LAMBDA_MB_PER_VCPU
+
 
 def _engine_table(engines: list[dict]) -> list[str]:
     by_setup: dict[str, dict[int, dict]] = {}
@@ -67,12 +69,12 @@ def summary_table(results: dict) -> str:
     """The handler, cold start, memory and cost of each model at a glance: the table docs/benchmarks.md quotes."""
     lines = [
         "| model | handler p50, 1 thread | handler p50, 2 threads | cold start p50 | peak RSS "
-        "| cost per million at 1769 MB |",
+        f"| cost per million at {LAMBDA_MB_PER_VCPU} MB |",
         "| --- | --- | --- | --- | --- | --- |",
     ]
     for name, figures in results["serving"].items():
         one, two = (figures["warm"][f"{threads}t_draft_on"]["handler_p50_ms"] for threads in (1, 2))
-        cost = next(row for row in figures["lambda_costs"] if row["memory_mb"] == 1769)["usd_per_million"]
+        cost = next(row for row in figures["lambda_costs"] if row["memory_mb"] == LAMBDA_MB_PER_VCPU)["usd_per_million"]
         lines.append(
             f"| {name} | {one:.1f} ms | {two:.1f} ms | {figures['cold_start_p50_ms'] / 1000:.2f} s "
             f"| {figures['peak_rss_mb']} MB | ${cost:.2f} |"

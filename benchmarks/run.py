@@ -38,10 +38,10 @@ from benchmarks.measured_models import (
 )
 from benchmarks.prices import (
     HTTP_API_USD_PER_REQUEST,
-    LAMBDA_MB_PER_VCPU,
     LAMBDA_USD_PER_GB_SECOND,
     LAMBDA_USD_PER_REQUEST,
 )
+from lambda_function.settings import LAMBDA_MB_PER_VCPU
 
 REPO_DIR = Path(__file__).resolve().parent.parent
 WORK_DIR = REPO_DIR / "build" / "bench"
@@ -54,7 +54,8 @@ VENVS = {
 }
 TIME_ENGINE = Path(__file__).resolve().parent / "time_engine.py"
 
-MEMORY_SIZES_MB = (1024, 1769, 2048, 3008, 3538)
+# Lambda memory sizes to price: one vCPU's worth and two, and the sizes around them.
+MEMORY_SIZES_MB = (1024, LAMBDA_MB_PER_VCPU, 2048, 3008, 2 * LAMBDA_MB_PER_VCPU)
 
 
 # The warm-latency settings: (key in the results, inference threads, JPEG draft decoding).

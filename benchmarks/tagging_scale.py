@@ -18,12 +18,12 @@ from typing import Any
 from benchmarks.prices import (
     BATCH_OPERATIONS_USD_PER_JOB,
     BATCH_OPERATIONS_USD_PER_OBJECT,
-    LAMBDA_MB_PER_VCPU,
     LAMBDA_USD_PER_GB_SECOND,
     LAMBDA_USD_PER_REQUEST,
     S3_USD_PER_GET_REQUEST,
     S3_USD_PER_PUT_REQUEST,
 )
+from lambda_function.settings import LAMBDA_MB_PER_VCPU
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
 TAGGING_MEMORY_MB = LAMBDA_MB_PER_VCPU  # template.yaml's MemorySize: one vCPU, the inference thread it runs

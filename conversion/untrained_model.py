@@ -21,13 +21,14 @@ from lambda_function.datapath.model_contract import InputSpec, ModelCard, write_
 REPO_DIR = Path(__file__).resolve().parent.parent
 BREEDS_FILE = REPO_DIR.parent / "shared" / "breeds.txt"
 PHOTOS_DIR = REPO_DIR.parent / "shared" / "photos"
+DEFAULT_INPUT_SIZE_PX = 128  # small: the smoke model exercises the serving path, it is not meant to be accurate
 
 
 def read_labels(path: Path = BREEDS_FILE) -> list[str]:
     return [line.strip() for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
 
 
-def build_untrained_model(num_classes: int, input_size_px: int = 128, seed: int = 7) -> keras.Model:
+def build_untrained_model(num_classes: int, input_size_px: int = DEFAULT_INPUT_SIZE_PX, seed: int = 7) -> keras.Model:
     """A thumbnail, one strided convolution and a small dense head: under a millisecond per image.
 
     Random convolution features averaged over a whole photo are nearly the same for every photo, so such a model
@@ -49,7 +50,9 @@ def build_untrained_model(num_classes: int, input_size_px: int = 128, seed: int 
     return keras.Model(inputs, outputs, name="untrained_smoke_model")
 
 
-def write_untrained_keras_model(keras_path: Path, labels: list[str], input_size_px: int = 128, seed: int = 7) -> Path:
+def write_untrained_keras_model(
+    keras_path: Path, labels: list[str], input_size_px: int = DEFAULT_INPUT_SIZE_PX, seed: int = 7
+) -> Path:
     """Save the model as training saves its output: `model.keras` with its sidecar `model.json`."""
     model = build_untrained_model(len(labels), input_size_px, seed)
     keras_path.parent.mkdir(parents=True, exist_ok=True)
@@ -71,7 +74,11 @@ def write_untrained_keras_model(keras_path: Path, labels: list[str], input_size_
 
 
 def write_untrained_model(
-    out_path: Path, labels: list[str], input_size_px: int = 128, seed: int = 7, photos: Path | None = None
+    out_path: Path,
+    labels: list[str],
+    input_size_px: int = DEFAULT_INPUT_SIZE_PX,
+    seed: int = 7,
+    photos: Path | None = None,
 ) -> Path:
     """The untrained model as a float32 `.tflite` with sidecar, made by the project's converter."""
     keras_path = write_untrained_keras_model(out_path.with_suffix(".keras"), labels, input_size_px, seed)
@@ -83,7 +90,9 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, required=True, help="where to write the .tflite (sidecar beside it)")
     parser.add_argument("--labels", type=Path, default=BREEDS_FILE, help="one label per line (default: breeds.txt)")
-    parser.add_argument("--size", type=int, default=128, help="input height and width in pixels")
+    parser.add_argument(
+        "--size", type=int, default=DEFAULT_INPUT_SIZE_PX, help="input height and width in pixels (default %(default)s)"
+    )
     parser.add_argument("--photos", type=Path, default=PHOTOS_DIR, help="photos to validate the conversion on")
     args = parser.parse_args(argv)
     path = write_untrained_model(args.out, read_labels(args.labels), args.size, photos=args.photos)

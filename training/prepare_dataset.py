@@ -131,12 +131,26 @@ def parse_args(argv: list[str] | None) -> PrepareConfig:
         help="a folder whose images (at any depth) are all 'No cat', e.g. the House Rooms dataset; repeatable",
     )
     parser.add_argument("--out", type=Path, required=True, help="where to write the prepared dataset")
-    parser.add_argument("--size", type=int, default=380, help="training resolution in pixels (default 380, B4's)")
-    parser.add_argument("--max-per-class", type=int, default=1000, help="cap per class, seeded sample (default 1000)")
-    parser.add_argument("--split", default="80/10/10", help="train/val/test percentages (default 80/10/10)")
-    parser.add_argument("--min-side", type=int, default=64, help="drop images whose shorter side is smaller")
-    parser.add_argument("--seed", type=int, default=42, help="seed of the cap and the split")
-    parser.add_argument("--workers", type=int, default=os.cpu_count() or 1, help="processes that decode images")
+    defaults = PrepareConfig(cats_dirs=(), no_cat_dirs=(), out_dir=Path())  # every default, from the config
+    parser.add_argument(
+        "--size", type=int, default=defaults.size_px, help="training resolution in pixels (default %(default)s, B4's)"
+    )
+    parser.add_argument(
+        "--max-per-class",
+        type=int,
+        default=defaults.max_per_class,
+        help="cap per class, seeded sample (default %(default)s)",
+    )
+    parser.add_argument(
+        "--split",
+        default="/".join(f"{fraction * 100:g}" for fraction in defaults.fractions),
+        help="train/val/test percentages (default %(default)s)",
+    )
+    parser.add_argument(
+        "--min-side", type=int, default=defaults.min_side_px, help="drop images whose shorter side is smaller"
+    )
+    parser.add_argument("--seed", type=int, default=defaults.seed, help="seed of the cap and the split")
+    parser.add_argument("--workers", type=int, default=defaults.workers, help="processes that decode images")
     parser.add_argument("--overwrite", action="store_true", help="replace a dataset already prepared in --out")
     parser.add_argument(
         "--download",
