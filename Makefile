@@ -50,12 +50,13 @@ $(CHROMIUM):
 	$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium
 
 # The whole suite: tests/unit (in-process, fast, in 4 processes) and tests/integration (servers, moto, subprocesses,
-# the browser, training, the deployment linters; one process, as its load tests measure the machine).
+# the browser, training, the deployment linters), each file in one of 2 processes: training computes while the
+# server's deadline tests wait, and a file's tests (its servers, its load tests) stay together.
 test: $(STAMP) $(INFRA_STAMP) $(CHECKOV_STAMP) $(RUNTIME_STAMP) $(CHROMIUM)
 	$(PY) -m ruff check .
 	$(PY) -m ruff format --check .
 	$(PY) -m pytest tests/unit -n 4
-	$(PY) -m pytest tests/integration
+	$(PY) -m pytest tests/integration -n 2 --dist loadfile
 
 # The edit-test loop: the in-process tests only (no TensorFlow), in 4 processes: about half a minute.
 test-unit: $(STAMP)
