@@ -23,7 +23,7 @@ BREED_MODEL := models/cat-breeds-34
 # The breed rule (docs/model.md, "breed_identified"): the calibrated P(breed | cat) a breed needs to be named.
 MIN_BREED_PROBABILITY := 0.65
 
-.PHONY: setup demo test test-unit serve loadtest fuzz openapi breed-model starter-model verify-lite0 bench bench-modes clean
+.PHONY: setup demo test test-unit serve loadtest fuzz openapi breed-model starter-model verify-lite0 bench bench-modes check-arm64 clean
 
 setup: $(STAMP)
 
@@ -69,6 +69,18 @@ serve: $(STAMP)
 # a minute per target; inputs that crash a target are saved under build/fuzz/crashes/.
 fuzz: $(STAMP)
 	$(PY) -m fuzz.run --seconds 60
+
+# Whether every pinned runtime requirement has a wheel for the arm64 functions the template offers (Linux aarch64,
+# CPython 3.12, the Lambda base image's glibc), from the package registries this machine reaches; no build from
+# source is accepted. Prints one line per requirement and fails if any is missing (docs/deploy.md says what it found).
+ARM64_PLATFORMS := --platform manylinux2014_aarch64 --platform manylinux_2_28_aarch64 --platform manylinux_2_34_aarch64 --platform any
+check-arm64: $(STAMP)
+	@rm -rf build/arm64-wheels && mkdir -p build/arm64-wheels
+	@grep -E '^[A-Za-z0-9]' requirements.txt | while read -r requirement; do \
+	  if $(PY) -m pip download --quiet --no-deps --only-binary=:all: $(ARM64_PLATFORMS) --python-version 3.12 \
+	      --implementation cp -d build/arm64-wheels "$$requirement" > /dev/null 2>&1; \
+	  then echo "wheel    $$requirement"; else echo "MISSING  $$requirement"; touch build/arm64-wheels/.missing; fi; \
+	done; test ! -e build/arm64-wheels/.missing
 
 # A bounded load test of the HTTP server on loopback (benchmarks/loadtest.py; results in benchmarks/results/).
 loadtest: $(STAMP)

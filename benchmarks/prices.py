@@ -7,6 +7,11 @@ the pricing pages before relying on a figure). Lambda and HTTP API prices are fo
 LAMBDA_USD_PER_GB_SECOND = 0.0000166667
 LAMBDA_USD_PER_REQUEST = 0.20 / 1e6
 HTTP_API_USD_PER_REQUEST = 1.00 / 1e6
+# Provisioned concurrency: each environment kept initialised, whether used or not; and the (lower) duration price
+# of the requests it serves.
+LAMBDA_PROVISIONED_USD_PER_GB_SECOND = 0.0000041667
+LAMBDA_PROVISIONED_DURATION_USD_PER_GB_SECOND = 0.0000097222
+SECONDS_PER_MONTH = 30 * 24 * 3600
 # S3 Batch Operations: per job, and per object the job processes.
 BATCH_OPERATIONS_USD_PER_JOB = 0.25
 BATCH_OPERATIONS_USD_PER_OBJECT = 1.00 / 1e6

@@ -82,6 +82,29 @@ def summary_table(results: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
+def provisioned_concurrency_table(results: dict) -> str:
+    """What keeping one execution environment initialised costs at the template's memory, against the cold start it
+    spares a user: the table docs/deploy.md quotes."""
+    from benchmarks.prices import (
+        LAMBDA_PROVISIONED_DURATION_USD_PER_GB_SECOND,
+        LAMBDA_PROVISIONED_USD_PER_GB_SECOND,
+        SECONDS_PER_MONTH,
+    )
+
+    gigabytes = LAMBDA_MB_PER_VCPU / 1024
+    per_month = gigabytes * SECONDS_PER_MONTH * LAMBDA_PROVISIONED_USD_PER_GB_SECOND
+    lines = [
+        f"| model | cold start p50 | one environment kept warm at {LAMBDA_MB_PER_VCPU} MB, a month "
+        "| its duration, per million predictions |",
+        "| --- | --- | --- | --- |",
+    ]
+    for name, figures in results["serving"].items():
+        seconds = figures["warm"]["1t_draft_on"]["handler_p50_ms"] / 1000
+        duration = 1e6 * seconds * gigabytes * LAMBDA_PROVISIONED_DURATION_USD_PER_GB_SECOND
+        lines.append(f"| {name} | {figures['cold_start_p50_ms'] / 1000:.2f} s | ${per_month:.2f} | ${duration:.2f} |")
+    return "\n".join(lines) + "\n"
+
+
 def markdown(results: dict) -> str:
     machine = results["machine"]
     lines = [
@@ -127,6 +150,12 @@ def markdown(results: dict) -> str:
             for row in figures["lambda_costs"]
         ]
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    lines += [
+        "",
+        "Provisioned concurrency (the template's ProvisionedConcurrency parameter), against the cold start it spares:",
+        "",
+        provisioned_concurrency_table(results).rstrip(),
+    ]
     if "decode_memory" in results:
         from benchmarks.decode_memory import markdown as decode_memory_table
         from lambda_function.datapath.preprocessing import DECODE_MEMORY_BUDGET_BYTES

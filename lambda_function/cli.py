@@ -81,7 +81,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     batch.add_argument("--stack", help="the deployed stack whose outputs name the role and the function")
     batch.add_argument("--role-arn", help="the role S3 Batch Operations assumes (stack output BatchOperationsRoleArn)")
-    batch.add_argument("--function-arn", help="the tagging function (stack output TaggingFunctionArn)")
+    batch.add_argument("--function-arn", help="the tagging function's alias live (stack output TaggingFunctionArn)")
     batch.add_argument("--inventory-manifest", help="s3://BUCKET/.../manifest.json of an S3 Inventory to use instead")
     batch.add_argument(
         "--priority", type=int, default=DEFAULT_PRIORITY, help="the job's priority (default %(default)s)"

@@ -62,6 +62,9 @@ def _notifications(event: S3Event, deadline: float | None) -> dict[str, Any]:
             logger.exception("tagging failed", extra={"bucket": bucket, "key": key})
             failures.append(f"s3://{bucket}/{key}: {type(error).__name__}")
     summary = {"records": records, **outcomes, "failed": len(failures)}
+    for outcome, count in {**outcomes, "failed": len(failures)}.items():
+        if count:
+            record_metric(f"Tagging_{outcome}", MetricUnit.Count, count)
     logger.info("tagging batch done", extra={"summary": summary})
     if failures:
         raise TaggingFailed(f"{len(failures)} of {summary['records']} objects failed: {'; '.join(failures)}")

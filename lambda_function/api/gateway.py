@@ -16,6 +16,7 @@ from http import HTTPStatus
 from typing import Any
 
 from aws_lambda_powertools.event_handler.api_gateway import ApiGatewayResolver
+from aws_lambda_powertools.metrics import MetricUnit
 
 from lambda_function.api.powertools_adapter import route_methods
 from lambda_function.api.routes import router
@@ -27,7 +28,7 @@ from lambda_function.errors import (
     UnsupportedContentType,
     error_document,
 )
-from lambda_function.observability import logger
+from lambda_function.observability import logger, record_metric
 from lambda_function.request_deadline import lambda_deadline, request_deadline
 
 ROUTE_METHODS = route_methods(router)
@@ -47,7 +48,20 @@ def resolve(resolver: ApiGatewayResolver, event: Any, context: Any, deadline: fl
     stops at `deadline` (`time.monotonic()`), by default the Lambda invocation's (`request_deadline`).
     """
     with request_deadline(deadline if deadline is not None else lambda_deadline(context)):
-        return _resolve_checked(resolver, event, context)
+        response = _resolve_checked(resolver, event, context)
+    _count_error_answer(response)
+    return response
+
+
+def _count_error_answer(response: dict[str, Any]) -> None:
+    """Count every error answer under its code: `ErrorCode_<code>` (the dashboard's "error answers by code")."""
+    if int(response.get("statusCode", 200)) < HTTPStatus.BAD_REQUEST or response.get("isBase64Encoded"):
+        return
+    try:
+        code = json.loads(response.get("body") or "{}")["error"]["code"]
+    except (ValueError, KeyError, TypeError):
+        return  # a HEAD answer has no body; its GET was counted the same way
+    record_metric(f"ErrorCode_{code}", MetricUnit.Count, 1)
 
 
 def _resolve_checked(resolver: ApiGatewayResolver, event: Any, context: Any) -> dict[str, Any]:

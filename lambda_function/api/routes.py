@@ -139,6 +139,7 @@ def predict(request: PredictRequest) -> PredictResponse:
         result: ClassifiedImage = service.classify_url(request.url, request.top_k, deadline)
     else:
         result = service.classify_base64(request.image or "", request.top_k, deadline)
+    record_metric("Predictions", MetricUnit.Count, 1)
     logger.info(
         "classified",
         extra={

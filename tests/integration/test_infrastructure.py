@@ -195,10 +195,10 @@ def iam_statements(resources: dict[str, Any]) -> dict[str, list[dict[str, Any]]]
     return found
 
 
-def test_no_iam_action_has_a_wildcard_and_roles_are_the_three_written_out(cloudformation):
+def test_no_iam_action_has_a_wildcard_and_roles_are_the_four_written_out(cloudformation):
     statements = iam_statements(cloudformation)
 
-    assert set(statements) == {"PredictFunctionRole", "TaggingFunctionRole", "BatchOperationsRole"}
+    assert set(statements) == {"PredictFunctionRole", "TaggingFunctionRole", "BatchOperationsRole", "CodeDeployRole"}
     for role_statements in statements.values():
         for statement in role_statements:
             actions = statement["Action"] if isinstance(statement["Action"], list) else [statement["Action"]]
@@ -244,7 +244,7 @@ def test_batch_operations_may_only_read_manifests_invoke_tagging_and_write_repor
     assert statements[("s3:GetObject", "s3:GetObjectVersion")]["Resource"]["Fn::Sub"].endswith(
         "/${BatchOperationsManifestPrefix}*"
     )
-    assert statements["lambda:InvokeFunction"]["Resource"] == {"Fn::GetAtt": ["TaggingFunction", "Arn"]}
+    assert statements["lambda:InvokeFunction"]["Resource"] == {"Ref": "TaggingFunctionAliaslive"}
     assert statements["s3:PutObject"]["Resource"]["Fn::Sub"].endswith("/${BatchOperationsReportPrefix}*")
 
 
@@ -295,3 +295,151 @@ def test_the_base_image_is_a_tag_that_exists_or_a_pinned_digest():
 
     # AWS keeps `3.12` current; a dated tag nobody checked could be missing and fail every build.
     assert re.fullmatch(r"public\.ecr\.aws/lambda/python:3\.12(@sha256:[0-9a-f]{64})?", base), base
+
+
+# Safe rollouts: versions behind an alias, CodeDeploy shifting traffic, alarms that roll back, a dashboard.
+
+ALIAS = "live"
+FUNCTIONS = ("PredictFunction", "TaggingFunction")
+
+
+def test_each_function_is_reached_through_its_alias_with_a_deployment_rolled_back_by_alarms_that_exist(cloudformation):
+    for function in FUNCTIONS:
+        alias = cloudformation[f"{function}Alias{ALIAS}"]
+        group = cloudformation[f"{function}DeploymentGroup"]["Properties"]
+        alarms = [alarm["Name"]["Ref"] for alarm in group["AlarmConfiguration"]["Alarms"]]
+
+        assert alias["Type"] == "AWS::Lambda::Alias" and alias["Properties"]["Name"] == ALIAS
+        assert alias["Properties"]["FunctionVersion"]["Fn::GetAtt"][0].startswith(f"{function}Version")
+        assert group["AlarmConfiguration"]["Enabled"] is True and len(alarms) >= 2
+        assert all(cloudformation[name]["Type"] == "AWS::CloudWatch::Alarm" for name in alarms)
+        assert "DEPLOYMENT_STOP_ON_ALARM" in group["AutoRollbackConfiguration"]["Events"]
+        assert group["ServiceRoleArn"] == {"Fn::GetAtt": ["CodeDeployRole", "Arn"]}
+        # one alarm on the errors of the version being deployed, behind the alias
+        dimensions = [
+            {d["Name"]: d["Value"] for d in cloudformation[name]["Properties"]["Dimensions"]} for name in alarms
+        ]
+        assert any(
+            d.get("ExecutedVersion")
+            == {"Fn::GetAtt": [alias["Properties"]["FunctionVersion"]["Fn::GetAtt"][0], "Version"]}
+            and d.get("Resource") == {"Fn::Sub": f"${{{function}}}:{ALIAS}"}
+            for d in dimensions
+        )
+
+
+def test_the_predict_canary_watches_errors_latency_and_internal_errors(cloudformation, transformed_template):
+    group = cloudformation["PredictFunctionDeploymentGroup"]["Properties"]
+    alarms = {
+        alarm["Name"]["Ref"]: cloudformation[alarm["Name"]["Ref"]]["Properties"]
+        for alarm in group["AlarmConfiguration"]["Alarms"]
+    }
+    metrics = {(a["Namespace"], a["MetricName"]) for a in alarms.values()}
+
+    assert metrics == {("AWS/Lambda", "Errors"), ("AWS/Lambda", "Duration"), ("CatBreedClassifier", "InternalError")}
+    latency = next(a for a in alarms.values() if a["MetricName"] == "Duration")
+    assert latency["ExtendedStatistic"] == "p99" and latency["Threshold"] == {"Ref": "PredictP99AlarmMs"}
+    assert transformed_template["Parameters"]["PredictDeployment"]["Default"].startswith("Canary")
+    assert transformed_template["Parameters"]["TaggingDeployment"]["Default"].startswith(("Linear", "Canary"))
+
+
+def test_the_api_s3_and_batch_operations_invoke_the_aliases(cloudformation):
+    api = next(iter(of_type(cloudformation, "AWS::ApiGatewayV2::Api").values()))["Properties"]["Body"]
+    uris = [
+        op["x-amazon-apigateway-integration"]["uri"]["Fn::Sub"]
+        for item in api["paths"].values()
+        for op in item.values()
+    ]
+    permissions = of_type(cloudformation, "AWS::Lambda::Permission").values()
+    (notification,) = cloudformation["ImagesBucket"]["Properties"]["NotificationConfiguration"]["LambdaConfigurations"]
+    batch = next(
+        s for s in iam_statements(cloudformation)["BatchOperationsRole"] if s["Action"] == "lambda:InvokeFunction"
+    )
+
+    assert uris and all(f"${{PredictFunctionAlias{ALIAS}}}/invocations" in uri for uri in uris)
+    assert {p["Properties"]["FunctionName"]["Ref"] for p in permissions} == {f"{f}Alias{ALIAS}" for f in FUNCTIONS}
+    assert notification["Function"] == {"Ref": f"TaggingFunctionAlias{ALIAS}"}
+    assert batch["Resource"] == {"Ref": f"TaggingFunctionAlias{ALIAS}"}
+    assert cloudformation["TaggingFunctionEventInvokeConfig"]["Properties"]["Qualifier"] == ALIAS
+
+
+def test_batch_operations_jobs_get_the_alias_from_the_stack_outputs(transformed_template):
+    from lambda_function.tagging.batch_job import OUTPUT_FUNCTION_ARN
+
+    assert transformed_template["Outputs"][OUTPUT_FUNCTION_ARN]["Value"] == {"Ref": f"TaggingFunctionAlias{ALIAS}"}
+
+
+def test_provisioned_concurrency_reaches_the_predict_alias_only_when_above_zero(cloudformation, transformed_template):
+    config = cloudformation[f"PredictFunctionAlias{ALIAS}"]["Properties"]["ProvisionedConcurrencyConfig"]
+    condition, when_set, otherwise = config["Fn::If"]
+
+    assert when_set == {"ProvisionedConcurrentExecutions": {"Ref": "ProvisionedConcurrency"}}
+    assert otherwise == {"Ref": "AWS::NoValue"}
+    assert transformed_template["Conditions"][condition] == {
+        "Fn::Not": [{"Fn::Equals": [{"Ref": "ProvisionedConcurrency"}, 0]}]
+    }
+    assert transformed_template["Parameters"]["ProvisionedConcurrency"]["Default"] == 0
+    assert "ProvisionedConcurrencyConfig" not in cloudformation[f"TaggingFunctionAlias{ALIAS}"]["Properties"]
+
+
+def emitted_metric_names() -> tuple[set[str], set[str]]:
+    """The metric names the service's code records: whole names, and the fixed starts of names built at run
+    time (`f"ErrorCode_{code}"`), read from every `record_metric(...)` call; and powertools' cold-start metric
+    where a handler asks for it."""
+    import ast
+
+    names, prefixes = set(), set()
+    for path in (REPO_DIR / "lambda_function").rglob("*.py"):
+        source = path.read_text()
+        for node in ast.walk(ast.parse(source)):
+            if isinstance(node, ast.Call) and getattr(node.func, "id", None) == "record_metric":
+                name = node.args[0]
+                if isinstance(name, ast.Constant):
+                    names.add(name.value)
+                elif isinstance(name, ast.JoinedStr) and isinstance(name.values[0], ast.Constant):
+                    prefixes.add(name.values[0].value)
+        if "capture_cold_start_metric=True" in source:
+            names.add("ColdStart")
+    return names, prefixes
+
+
+def test_the_dashboards_metrics_are_those_the_code_records_under_its_namespace_and_service(
+    cloudformation, transformed_template
+):
+    from lambda_function.settings import ObservabilitySettings
+
+    names, prefixes = emitted_metric_names()
+    observability = ObservabilitySettings()
+    body = json.loads(
+        re.sub(r"\$\{[^}]+\}", "X", cloudformation["Dashboard"]["Properties"]["DashboardBody"]["Fn::Sub"])
+    )
+    ours, searched = [], []
+    for widget in body["widgets"]:
+        for metric in widget["properties"].get("metrics", []):
+            if isinstance(metric[0], dict):
+                searched.append(metric[0]["expression"])
+            elif metric[0] == observability.metrics_namespace:
+                ours.append(metric)
+
+    assert ours and searched
+    for _namespace, name, dimension, value, *_ in ours:
+        assert name in names, name
+        assert (dimension, value) == ("service", observability.service_name)
+    for expression in searched:
+        namespace, term = re.search(r"SEARCH\('\{(\w+),service\} MetricName=(\w+)'", expression).groups()
+        assert namespace == observability.metrics_namespace
+        assert any(prefix.startswith(term) for prefix in prefixes | names), term
+    assert {"Predictions", "InternalError"} <= names and {"ErrorCode_", "Tagging_", "BatchTasks"} <= prefixes
+
+
+def test_the_functions_emit_under_the_namespace_and_service_the_dashboard_and_alarms_read(cloudformation):
+    from lambda_function.settings import ObservabilitySettings
+
+    observability = ObservabilitySettings()
+    for function in FUNCTIONS:
+        variables = cloudformation[function]["Properties"]["Environment"]["Variables"]
+        assert variables["POWERTOOLS_METRICS_NAMESPACE"] == observability.metrics_namespace
+        assert variables["POWERTOOLS_SERVICE_NAME"] == observability.service_name
+
+
+def test_the_stack_outputs_the_dashboards_url(transformed_template):
+    assert "#dashboards:name=${Dashboard}" in transformed_template["Outputs"]["DashboardUrl"]["Value"]["Fn::Sub"]

@@ -527,3 +527,14 @@ def test_a_task_without_an_id_still_gets_a_result(tagging, s3, lambda_context):
 
     assert [(r["resultCode"], r["taskId"]) for r in response["results"]] == [("PermanentFailure", "")]
     assert "taskId" in response["results"][0]["resultString"]
+
+
+def test_tagging_outcomes_are_counted_for_the_dashboard(tagging, s3, lambda_context, capsys):
+    upload(s3, "uploads/counted.jpg", CAT_PHOTOS[7].read_bytes())
+    upload(s3, "uploads/counted-notes.jpg", b"not a photo")
+
+    tagging.lambda_handler(s3_event("uploads/counted.jpg", "uploads/counted-notes.jpg"), lambda_context)
+
+    documents = [json.loads(line) for line in capsys.readouterr().out.splitlines() if line.startswith('{"_aws"')]
+    counted = {name: document[name] for document in documents for name in document if name.startswith("Tagging_")}
+    assert counted == {"Tagging_tagged": [1.0], "Tagging_not_an_image": [1.0]}

@@ -32,8 +32,8 @@ def test_committed_results_render_as_the_report_tables():
 
     assert "| LiteRT 2.3 (ours) |" in report and "| tflite-runtime 2.14 |" in report
     for model in ("cat-breeds-34", "cat-breeds-12"):  # the default and the previous one: its latency budget
-        assert report.count(f"| {model} (Lite2, float16, 260 px) |") == 7  # summary, 4 warm rows, cold start, cost
-    assert report.count("| starter (float16, 224 px) |") == 7
+        assert report.count(f"| {model} (Lite2, float16, 260 px) |") == 8  # summary, 4 warm, cold, cost, provisioned
+    assert report.count("| starter (float16, 224 px) |") == 8
     assert "Handler p50, 1 thread(s): the default model" in report and "the previous default (12 breeds)" in report
     assert f"{results['runtime_dependencies_mb']} MB" in report
 
@@ -82,3 +82,14 @@ def test_the_security_page_quotes_the_last_runs_decode_memory_table_as_it_is():
     table = "\n".join(line for line in generated.splitlines() if line.startswith("|"))
 
     assert table in (REPO_DIR / "docs" / "security.md").read_text()
+
+
+def test_the_deploy_guide_quotes_the_provisioned_concurrency_costs_of_the_last_run():
+    from benchmarks.report import provisioned_concurrency_table
+
+    results = json.loads((REPO_DIR / "benchmarks" / "results" / "bench.json").read_text())
+    table = provisioned_concurrency_table(results)
+
+    assert table in (REPO_DIR / "docs" / "deploy.md").read_text()
+    assert table.rstrip() in (REPO_DIR / "benchmarks" / "results" / "bench.md").read_text()
+    assert "$18.66" in table  # 1769 MB for 30 days at the provisioned price (benchmarks/prices.py)

@@ -612,3 +612,21 @@ def test_every_error_message_is_capped_whatever_it_quotes():
     document = error_document("bad_request", "x" * 1_000_000)
 
     assert len(document["error"]["message"]) == MAX_ERROR_MESSAGE_CHARS
+
+
+def test_each_answer_is_counted_for_the_dashboard_a_prediction_or_an_error_under_its_code(
+    handler, lambda_context, capsys
+):
+    """The EMF lines the handler prints when it returns (what CloudWatch reads the dashboard's metrics from)."""
+    handler.lambda_handler(upload_event(SIAMESE.read_bytes()), lambda_context)
+    handler.lambda_handler(rest_event("POST", "/predict", {"image": "not base64!"}), lambda_context)
+    handler.lambda_handler(rest_event("PUT", "/predict", {}), lambda_context)
+
+    documents = [json.loads(line) for line in capsys.readouterr().out.splitlines() if line.startswith('{"_aws"')]
+    recorded = {
+        metric["Name"]
+        for document in documents
+        for directive in document["_aws"]["CloudWatchMetrics"]
+        for metric in directive["Metrics"]
+    }
+    assert {"Predictions", "ErrorCode_invalid_base64", "ErrorCode_method_not_allowed"} <= recorded
