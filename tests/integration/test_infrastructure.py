@@ -147,13 +147,14 @@ def test_api_gateway_routes_are_exactly_the_routes_of_the_api(cloudformation):
     assert ("/", "GET") in routes
 
 
-def test_both_functions_run_the_one_image_with_their_own_handler(cloudformation):
+def test_every_function_runs_the_one_image_with_its_own_handler(cloudformation):
     functions = of_type(cloudformation, "AWS::Lambda::Function")
     commands = {name: f["Properties"]["ImageConfig"]["Command"] for name, f in functions.items()}
 
     assert commands == {
         "PredictFunction": ["lambda_function.handler.lambda_handler"],
         "TaggingFunction": ["lambda_function.tagging_handler.lambda_handler"],
+        "PredictPreTrafficCheck": ["lambda_function.deploy_check.lambda_handler"],
     }
     assert all(f["Properties"]["TracingConfig"]["Mode"] == "Active" for f in functions.values())
     assert all("ReservedConcurrentExecutions" in f["Properties"] for f in functions.values())
@@ -195,10 +196,16 @@ def iam_statements(resources: dict[str, Any]) -> dict[str, list[dict[str, Any]]]
     return found
 
 
-def test_no_iam_action_has_a_wildcard_and_roles_are_the_four_written_out(cloudformation):
+def test_no_iam_action_has_a_wildcard_and_roles_are_the_five_written_out(cloudformation):
     statements = iam_statements(cloudformation)
 
-    assert set(statements) == {"PredictFunctionRole", "TaggingFunctionRole", "BatchOperationsRole", "CodeDeployRole"}
+    assert set(statements) == {
+        "PredictFunctionRole",
+        "TaggingFunctionRole",
+        "BatchOperationsRole",
+        "CodeDeployRole",
+        "PredictPreTrafficCheckRole",
+    }
     for role_statements in statements.values():
         for statement in role_statements:
             actions = statement["Action"] if isinstance(statement["Action"], list) else [statement["Action"]]
@@ -443,3 +450,27 @@ def test_the_functions_emit_under_the_namespace_and_service_the_dashboard_and_al
 
 def test_the_stack_outputs_the_dashboards_url(transformed_template):
     assert "#dashboards:name=${Dashboard}" in transformed_template["Outputs"]["DashboardUrl"]["Value"]["Fn::Sub"]
+
+
+def test_a_new_predict_version_takes_traffic_only_after_the_pre_traffic_check_passes(cloudformation):
+    update = cloudformation[f"PredictFunctionAlias{ALIAS}"]["UpdatePolicy"]["CodeDeployLambdaAliasUpdate"]
+    check = cloudformation["PredictPreTrafficCheck"]["Properties"]
+    version = cloudformation[f"PredictFunctionAlias{ALIAS}"]["Properties"]["FunctionVersion"]["Fn::GetAtt"][0]
+    statements = iam_statements(cloudformation)["PredictPreTrafficCheckRole"]
+    codedeploy_may_invoke = [
+        s for s in iam_statements(cloudformation)["CodeDeployRole"] if s["Action"] == "lambda:InvokeFunction"
+    ]
+
+    assert update["BeforeAllowTrafficHook"] == {"Ref": "PredictPreTrafficCheck"}
+    assert check["ImageConfig"]["Command"] == ["lambda_function.deploy_check.lambda_handler"]
+    assert check["Environment"]["Variables"]["NEW_VERSION"] == {"Ref": version}
+    assert {s["Action"]: s["Resource"] for s in statements if s["Action"] == "lambda:InvokeFunction"} == {
+        "lambda:InvokeFunction": {"Ref": version}
+    }
+    assert codedeploy_may_invoke == [
+        {
+            "Effect": "Allow",
+            "Action": "lambda:InvokeFunction",
+            "Resource": {"Fn::GetAtt": ["PredictPreTrafficCheck", "Arn"]},
+        }
+    ]

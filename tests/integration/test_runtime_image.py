@@ -201,3 +201,23 @@ def test_the_dockerfiles_lambda_command_is_the_api_handler_these_tests_invoke():
     command = json.loads(re.search(r"^CMD (\[.+\])", lambda_stage, re.M).group(1))
 
     assert command == [HANDLERS["api"]]
+
+
+def test_the_pre_traffic_checks_entry_point_imports_from_the_image_contents_alone(runtime):
+    """CodeDeploy's hook (template.yaml's PredictPreTrafficCheck) runs from the same image, with the runtime set."""
+    probe = (
+        "import lambda_function.deploy_check as check; "
+        "assert check.CHECK_PHOTO.is_file(); print(check.lambda_handler.__name__)"
+    )
+    completed = subprocess.run(
+        [str(runtime["python"]), "-c", probe],
+        cwd=runtime["task_root"],
+        env={"PATH": os.environ["PATH"], "MODEL_PATH": str(runtime["model_path"])},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+    assert completed.returncode == 0, completed.stderr[-2000:]
+    assert completed.stdout.strip() == "lambda_handler"
