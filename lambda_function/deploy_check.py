@@ -17,41 +17,27 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from lambda_function.api.gateway import http_api_event
 from lambda_function.datapath.model_contract import ModelCard, load_sidecar
 from lambda_function.observability import logger
 from lambda_function.settings import Settings
 
 CHECK_PHOTO = Path(__file__).with_name("deploy_check_photo.jpg")
+REQUEST_ID = "pre-traffic-check"
+JSON_HEADERS = {"content-type": "application/json"}
 
 Invoke = Callable[[dict[str, Any]], dict[str, Any]]
 Report = Callable[[str, str, str], None]
 
 
-def http_api_event(method: str, path: str, body: dict[str, Any] | None = None) -> dict[str, Any]:
-    """An API Gateway HTTP API (payload 2.0) event, as the API would send it."""
-    return {
-        "version": "2.0",
-        "routeKey": f"{method} {path}",
-        "rawPath": path,
-        "rawQueryString": "",
-        "headers": {"content-type": "application/json"},
-        "requestContext": {
-            "http": {"method": method, "path": path, "protocol": "HTTP/1.1", "sourceIp": "127.0.0.1"},
-            "requestId": "pre-traffic-check",
-            "stage": "$default",
-        },
-        "body": json.dumps(body) if body is not None else None,
-        "isBase64Encoded": False,
-    }
-
-
 def problems_of_version(invoke: Invoke, card: ModelCard, photo: bytes) -> list[str]:
     """What is wrong with the version `invoke` reaches; empty when it may take traffic."""
     expected = {"name": card.name, "version": card.version}
+    upload = json.dumps({"image": base64.b64encode(photo).decode()}).encode()
     problems = []
     for what, event in (
-        ("GET /health", http_api_event("GET", "/health")),
-        ("POST /predict", http_api_event("POST", "/predict", {"image": base64.b64encode(photo).decode()})),
+        ("GET /health", http_api_event("GET", "/health", request_id=REQUEST_ID)),
+        ("POST /predict", http_api_event("POST", "/predict", upload, JSON_HEADERS, request_id=REQUEST_ID)),
     ):
         try:
             response = invoke(event)

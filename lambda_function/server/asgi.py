@@ -30,7 +30,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
-from lambda_function.api.gateway import resolve
+from lambda_function.api.gateway import http_api_event, resolve
 from lambda_function.api.powertools_adapter import ConcurrentHttpResolver
 from lambda_function.api.routes import router
 from lambda_function.errors import (
@@ -221,7 +221,7 @@ class BreedServerApp:
             response = error_response(error)
             response.headers.append((b"connection", b"close"))  # the rest of the body is never read
             return response
-        event = http_api_event(scope, body, request_id)
+        event = event_of(scope, body, request_id)
         if scope["method"] in LOOP_METHODS:
             return self._resolve(event)
         holds_url_slot = is_url_request(body)
@@ -284,41 +284,25 @@ async def read_body(scope: Scope, receive: Receive, max_bytes: int) -> bytes:
             return bytes(body)
 
 
-def http_api_event(scope: Scope, body: bytes, request_id: str) -> dict[str, Any]:
-    """An HTTP request as the API Gateway HTTP API (payload format 2.0) event Lambda would receive for it."""
+def event_of(scope: Scope, body: bytes, request_id: str) -> dict[str, Any]:
+    """An HTTP request as the API Gateway HTTP API event Lambda would receive for it (`gateway.http_api_event`)."""
     values: dict[str, list[str]] = {}
     for raw_name, raw_value in scope.get("headers", ()):
         values.setdefault(raw_name.decode("latin-1").lower(), []).append(raw_value.decode("latin-1"))
     # Repeated names joined once, in linear time (joining as they came was quadratic: 300,000 repeats blocked the
     # event loop for 11.6 s; the front's header limits now keep them to a hundred anyway).
     headers = {name: ",".join(parts) for name, parts in values.items()}
-    try:
-        text, is_base64 = body.decode("utf-8"), False
-    except UnicodeDecodeError:
-        text, is_base64 = base64.b64encode(body).decode("ascii"), True
     client = scope.get("client") or ("", 0)
-    return {
-        "version": "2.0",
-        "routeKey": "$default",
-        "rawPath": scope["path"],
-        "rawQueryString": scope.get("query_string", b"").decode("latin-1"),
-        "headers": headers,
-        "requestContext": {
-            "http": {
-                "method": scope["method"],
-                "path": scope["path"],
-                "protocol": f"HTTP/{scope.get('http_version', '1.1')}",
-                "sourceIp": client[0],
-                "userAgent": headers.get("user-agent", ""),
-            },
-            "requestId": request_id,
-            "routeKey": "$default",
-            "stage": "$default",
-            "timeEpoch": int(time.time() * 1000),
-        },
-        "body": text,
-        "isBase64Encoded": is_base64,
-    }
+    return http_api_event(
+        scope["method"],
+        scope["path"],
+        body,
+        headers,
+        query=scope.get("query_string", b"").decode("latin-1"),
+        source_ip=client[0],
+        request_id=request_id,
+        protocol=f"HTTP/{scope.get('http_version', '1.1')}",
+    )
 
 
 def from_proxy_response(proxy: dict[str, Any]) -> HttpResponse:

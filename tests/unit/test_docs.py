@@ -80,9 +80,8 @@ def setting_defaults() -> dict[str, float]:
 
 def stated_number(cell: str) -> float:
     """A figure as the docs write it: `32 KB`, `6,000,000 bytes`, `6 MB`, `14 s`, `24`."""
-    number = float(re.sub(r"[^0-9.]", "", re.match(r"\s*([\d,.]+)", cell).group(1)))
-    unit = cell.strip()[len(re.match(r"\s*([\d,.]+)", cell).group(1)) :].strip()
-    return number * {"KB": 1024, "MB": 1_000_000}.get(unit.split(" ")[0] if unit else "", 1)
+    figure, unit = re.match(r"\s*([\d,.]+)\s*(\w*)", cell).groups()
+    return float(figure.replace(",", "")) * {"KB": 1024, "MB": 1_000_000}.get(unit, 1)
 
 
 def test_the_security_pages_table_of_request_limits_states_the_settings_defaults():
