@@ -6,10 +6,15 @@ STAMP := $(VENV)/.installed-stamp
 # Linters of the deployment files, each in its own environment: their pins clash with the application's.
 INFRA_STAMP := .venv-infra/.installed-stamp
 CHECKOV_STAMP := .venv-checkov/.installed-stamp
-# The runtime set alone (requirements.txt): what the Lambda image installs, for its test and for make bench.
+# The runtime set alone (requirements.lock, the closure of requirements.txt): what the Lambda image installs, for its
+# test and for make bench.
 RUNTIME_STAMP := .venv-runtime/.installed-stamp
 # The browser of the page's tests (tests/integration/test_page_in_browser.py): Debian's chromium, driven by Playwright.
 CHROMIUM := /usr/bin/chromium
+# The image tests' engine and tools (tests/integration/test_container_images.py): Debian's docker.io, and debootstrap
+# for the stand-in of AWS's base image (tests/support/lambda_base/).
+DOCKERD := /usr/sbin/dockerd
+DEBOOTSTRAP := /usr/sbin/debootstrap
 SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
 PHOTOS := ../shared/photos
 # Committed with their credits (demo/photos/ATTRIBUTION.md), so that `make demo` needs nothing beside the checkout.
@@ -23,7 +28,8 @@ BREED_MODEL := models/cat-breeds-34
 # The breed rule (docs/model.md, "breed_identified"): the calibrated P(breed | cat) a breed needs to be named.
 MIN_BREED_PROBABILITY := 0.65
 
-.PHONY: setup demo test test-unit serve loadtest fuzz openapi breed-model starter-model verify-lite0 bench bench-modes check-arm64 clean
+.PHONY: setup demo test test-unit docker-engine serve loadtest fuzz openapi breed-model starter-model verify-lite0 bench bench-modes \
+	check-arm64 lock clean
 
 setup: $(STAMP)
 
@@ -37,22 +43,45 @@ demo: $(STAMP)
 	@for photo in $(DEMO_PHOTOS); do $(PY) -m lambda_function predict $$photo --top-k 3 || exit 1; done
 
 # A tool's environment: .venv-NAME from requirements/NAME.txt (the deployment linters and the benchmark's other
-# engines pin versions that clash with the application's; .venv-runtime is the runtime set alone).
+# engines pin versions that clash with the application's; .venv-lock holds uv for `make lock`).
 .venv-%/.installed-stamp: requirements/%.txt
 	$(PYTHON) -m venv .venv-$*
 	.venv-$*/bin/python -m pip install --quiet --disable-pip-version-check -r $<
 	touch $@
 
-.venv-runtime/.installed-stamp: requirements.txt
+# The runtime set exactly as the Dockerfile installs it: the lock, every file checked against its hash, nothing else.
+.venv-runtime/.installed-stamp: requirements.lock
+	$(PYTHON) -m venv --clear .venv-runtime
+	.venv-runtime/bin/python -m pip install --quiet --disable-pip-version-check --no-cache-dir --require-hashes \
+		--no-deps -r requirements.lock
+	touch $@
+
+# Regenerates requirements.lock from requirements.txt after a pin changes (a unit test fails until they agree): the
+# whole closure, with the hash of every file PyPI has for each release, resolved once for CPython 3.11 and newer on
+# every platform (--universal): the tests' 3.11 and the base image's 3.12, x86_64 and aarch64.
+lock: .venv-lock/.installed-stamp
+	.venv-lock/bin/uv pip compile --universal --generate-hashes --python-version 3.11 --quiet \
+		--constraint requirements/lock-constraints.txt --custom-compile-command "make lock" \
+		requirements.txt --output-file requirements.lock
 
 $(CHROMIUM):
 	$(SUDO) apt-get update -qq
 	$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium
 
+$(DOCKERD) $(DEBOOTSTRAP):
+	$(SUDO) apt-get update -qq
+	$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends docker.io debootstrap
+
+# Starts dockerd in the background when no engine answers (its log: build/dockerd.log) and waits for it.
+docker-engine: $(DOCKERD) $(DEBOOTSTRAP)
+	@docker info > /dev/null 2>&1 || { mkdir -p build; $(SUDO) sh -c 'nohup $(DOCKERD) > build/dockerd.log 2>&1 &'; \
+	  for second in $$(seq 60); do docker info > /dev/null 2>&1 && exit 0; sleep 1; done; \
+	  echo "dockerd did not start:"; tail -20 build/dockerd.log; exit 1; }
+
 # The whole suite: tests/unit (in-process, fast, in 4 processes) and tests/integration (servers, moto, subprocesses,
-# the browser, training, the deployment linters), each file in one of 2 processes: training computes while the
-# server's deadline tests wait, and a file's tests (its servers, its load tests) stay together.
-test: $(STAMP) $(INFRA_STAMP) $(CHECKOV_STAMP) $(RUNTIME_STAMP) $(CHROMIUM)
+# the browser, training, the deployment linters, the images built and run in Docker), each file in one of 2
+# processes: training computes while the server's deadline tests wait, and a file's tests stay together.
+test: $(STAMP) $(INFRA_STAMP) $(CHECKOV_STAMP) $(RUNTIME_STAMP) $(CHROMIUM) docker-engine
 	$(PY) -m ruff check .
 	$(PY) -m ruff format --check .
 	$(PY) -m pytest tests/unit -n 4
@@ -70,13 +99,17 @@ serve: $(STAMP)
 fuzz: $(STAMP)
 	$(PY) -m fuzz.run --seconds 60
 
-# Whether every pinned runtime requirement has a wheel for the arm64 functions the template offers (Linux aarch64,
-# CPython 3.12, the Lambda base image's glibc), from the package registries this machine reaches; no build from
-# source is accepted. Prints one line per requirement and fails if any is missing (docs/deploy.md says what it found).
-ARM64_PLATFORMS := --platform manylinux2014_aarch64 --platform manylinux_2_28_aarch64 --platform manylinux_2_34_aarch64 --platform any
+# Whether every requirement of the runtime lock (requirements.lock: requirements.txt's whole closure) has a wheel for
+# the arm64 functions the template offers (Linux aarch64, CPython 3.12, the Lambda base image's glibc), from the
+# package registries this machine reaches; no build from source is accepted. Prints one line per requirement and
+# fails if any is missing (docs/deploy.md says what it found). pip matches platform tags exactly, so every glibc
+# from manylinux2014's 2.17 to the base image's 2.34 (Amazon Linux 2023) is listed: LiteRT's wheels are 2_27.
+ARM64_GLIBC_MINORS := $(shell seq 17 34)
+ARM64_PLATFORMS := --platform manylinux2014_aarch64 \
+	$(foreach minor,$(ARM64_GLIBC_MINORS),--platform manylinux_2_$(minor)_aarch64) --platform any
 check-arm64: $(STAMP)
 	@rm -rf build/arm64-wheels && mkdir -p build/arm64-wheels
-	@grep -E '^[A-Za-z0-9]' requirements.txt | while read -r requirement; do \
+	@grep -E '^[A-Za-z0-9]' requirements.lock | sed 's/[ ;].*//' | while read -r requirement; do \
 	  if $(PY) -m pip download --quiet --no-deps --only-binary=:all: $(ARM64_PLATFORMS) --python-version 3.12 \
 	      --implementation cp -d build/arm64-wheels "$$requirement" > /dev/null 2>&1; \
 	  then echo "wheel    $$requirement"; else echo "MISSING  $$requirement"; touch build/arm64-wheels/.missing; fi; \

@@ -179,7 +179,8 @@ def _backfill(args: argparse.Namespace, settings: Settings) -> int:
     from lambda_function.tagging.backfill import backfill
     from lambda_function.tagging.s3_tagging import S3Tagger
 
-    tagger = S3Tagger(BreedService(settings), boto3.client("s3"), settings.s3_max_object_bytes)
+    s3 = boto3.client("s3", endpoint_url=settings.s3_endpoint_url)
+    tagger = S3Tagger(BreedService(settings), s3, settings.s3_max_object_bytes)
     # Standard output carries the summary alone: the metrics powertools prints on its own (every 100 values, as
     # EMF JSON) go to standard error with the logs and the progress bar.
     with contextlib.redirect_stdout(sys.stderr):

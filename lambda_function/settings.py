@@ -20,8 +20,8 @@ REPO_DIR = PACKAGE_DIR.parent
 # The default model (34 breeds and "No cat", docs/model.md) is committed here; `make breed-model` rebuilds it.
 DEFAULT_MODEL_PATH = REPO_DIR / "models" / "cat-breeds-34.tflite"
 
-# API Gateway and Lambda cap a synchronous payload at 6 MB; base64 inflates by 4/3, and the JSON envelope
-# needs some room, so about 4.5 MB of image is what a client can really send.
+# Lambda caps a synchronous invocation's payload at 6 MB (API Gateway's HTTP API would take 10 MB); base64 inflates
+# by 4/3, and the JSON envelope needs some room, so about 4.5 MB of image is what a client can really send.
 DEFAULT_MAX_UPLOAD_BYTES = 4_500_000
 DEFAULT_MAX_FETCH_BYTES = 10_000_000
 # A 48-megapixel phone photo passes; a decompression bomb (typically gigapixels) does not.
@@ -36,7 +36,7 @@ DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 9696
 # How many breeds an answer lists unless the request says (`top_k`).
 DEFAULT_TOP_K = 5
-# The HTTP server's request body cap: API Gateway's 6 MB payload limit, so both front doors accept the same requests.
+# The HTTP server's request body cap: Lambda's 6 MB payload limit, so both front doors accept the same requests.
 DEFAULT_MAX_REQUEST_BYTES = 6_000_000
 
 
@@ -158,6 +158,8 @@ class Settings:
     max_image_pixels: int = DEFAULT_MAX_IMAGE_PIXELS
     max_upload_bytes: int = DEFAULT_MAX_UPLOAD_BYTES
     s3_max_object_bytes: int = DEFAULT_S3_MAX_OBJECT_BYTES
+    # None: AWS's own S3 endpoint; a URL: an S3-compatible server (how `sam local invoke` reaches a test one).
+    s3_endpoint_url: str | None = None
     decode_time_budget_s: float = DEFAULT_DECODE_TIME_BUDGET_S
     # Images one process decodes at once; None: as many as the container's CPUs and memory allow (decode_slots).
     decode_concurrency: int | None = None
@@ -190,6 +192,7 @@ class Settings:
             max_image_pixels=_number(env, "MAX_IMAGE_PIXELS", default.max_image_pixels, int),
             max_upload_bytes=_number(env, "MAX_UPLOAD_BYTES", default.max_upload_bytes, int),
             s3_max_object_bytes=_number(env, "S3_MAX_OBJECT_BYTES", default.s3_max_object_bytes, int),
+            s3_endpoint_url=env.get("S3_ENDPOINT_URL") or default.s3_endpoint_url,
             decode_time_budget_s=_number(env, "DECODE_TIME_BUDGET_S", default.decode_time_budget_s, float, minimum=0.1),
             decode_concurrency=_number(env, "DECODE_CONCURRENCY", default.decode_concurrency, int),  # type: ignore[arg-type]
             container=ContainerLimits.read(env),

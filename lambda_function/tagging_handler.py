@@ -36,7 +36,11 @@ class TaggingFailed(RuntimeError):
 
 
 service = get_service()
-tagger = S3Tagger(service, boto3.client("s3"), max_object_bytes=service.settings.s3_max_object_bytes)
+tagger = S3Tagger(
+    service,
+    boto3.client("s3", endpoint_url=service.settings.s3_endpoint_url),
+    max_object_bytes=service.settings.s3_max_object_bytes,
+)
 
 
 @logger.inject_lambda_context

@@ -7,6 +7,7 @@ hadolint, kubernetes-validate) and .venv-checkov.
 from __future__ import annotations
 
 import json
+import math
 import os
 import re
 import subprocess
@@ -17,6 +18,7 @@ import pytest
 import yaml
 
 from tests.conftest import REPO_DIR
+from tests.support.sam_template import functions_of, read_template
 
 INFRA_BIN = REPO_DIR / ".venv-infra" / "bin"
 CHECKOV = REPO_DIR / ".venv-checkov" / "bin" / "checkov"
@@ -111,6 +113,67 @@ def test_shutdown_outlasts_the_server_drain_and_deadline_and_pods_spread_across_
     assert budget["spec"]["selector"] == deployment["spec"]["selector"] and budget["spec"]["minAvailable"] >= 1
 
 
+# A c7i.large's 2 vCPU, less the system's reservations and daemons, hold three pods of 500m CPU requested.
+PODS_PER_NODE = {("c7i.large", "500m"): 3}
+
+
+def kubernetes_file(name: str) -> dict[str, Any]:
+    return yaml.safe_load((REPO_DIR / "kube-config" / name).read_text())
+
+
+def test_nodes_scale_with_cluster_autoscaler_as_far_as_the_pod_autoscaler_and_a_rolling_update_go():
+    cluster, hpa = kubernetes_file("eksctl-cluster.yaml"), kubernetes_file("hpa.yaml")
+    (group,) = cluster["managedNodeGroups"]
+    (container,) = kubernetes_file("deployment.yaml")["spec"]["template"]["spec"]["containers"]
+    pods_per_node = PODS_PER_NODE[(group["instanceType"], container["resources"]["requests"]["cpu"])]
+    (account,) = cluster["iam"]["serviceAccounts"]
+    surge = math.ceil(hpa["spec"]["maxReplicas"] * 0.25)  # a Deployment's default maxSurge, 25%
+    page = re.sub(r"\\\n\s*", "", (REPO_DIR / "docs" / "kubernetes.md").read_text())
+    install = next(line for line in page.splitlines() if line.startswith("helm install cluster-autoscaler"))
+
+    assert group["minSize"] * pods_per_node >= hpa["spec"]["minReplicas"]
+    assert group["maxSize"] * pods_per_node >= hpa["spec"]["maxReplicas"] + surge
+    # its own role, on its own service account only, which the Helm release uses rather than creating one
+    assert account == {
+        "metadata": {"name": "cluster-autoscaler", "namespace": "kube-system"},
+        "wellKnownPolicies": {"autoScaler": True},
+    }
+    assert f"--set autoDiscovery.clusterName={cluster['metadata']['name']}" in install
+    assert "--set rbac.serviceAccount.create=false --set rbac.serviceAccount.name=cluster-autoscaler" in install
+    assert re.search(r"--set image\.tag=v(\d+\.\d+)\.\d+", install).group(1) == cluster["metadata"]["version"]
+
+
+def test_the_eks_commands_use_the_clusters_region_and_build_for_its_nodes_architecture():
+    cluster = kubernetes_file("eksctl-cluster.yaml")
+    region = cluster["metadata"]["region"]
+    page = (REPO_DIR / "docs" / "kubernetes.md").read_text()
+    commands = re.sub(r"\\\n\s*", "", page.split("## Deploying to EKS", 1)[1].split("```bash", 1)[1].split("```", 1)[0])
+    aws_calls = [line for line in commands.splitlines() if re.search(r"\baws (?!sts)", line)]
+    (build,) = [line for line in commands.splitlines() if line.startswith("docker build")]
+    (group,) = cluster["managedNodeGroups"]
+
+    assert set(re.findall(r"\b(?:us|eu|ap|sa|ca|me|af|il|mx)-[a-z]+-\d\b", page)) == {region}
+    assert commands.lstrip().startswith(f"REGION={region} ")
+    assert aws_calls and all("--region $REGION" in line for line in aws_calls)
+    assert "--set awsRegion=$REGION" in commands
+    # Graviton instance types carry a g after the generation (c7g); these nodes are x86_64
+    assert not re.match(r"[a-z]+\d+[a-z]*g[a-z]*\.", group["instanceType"])
+    assert "--platform linux/amd64" in build and "--target server" in build
+
+
+def test_a_busy_pod_that_answers_readyz_late_is_not_taken_out_at_once():
+    from lambda_function.settings import FetchSettings
+
+    deployment = kubernetes_file("deployment.yaml")
+    (container,) = deployment["spec"]["template"]["spec"]["containers"]
+    readiness = container["readinessProbe"]
+
+    # one CPU for the event loop, decoding and inference: a single late or missed answer must not pull the pod
+    assert readiness["failureThreshold"] >= 3 and 2 <= readiness["timeoutSeconds"] < readiness["periodSeconds"]
+    # but a saturated pod (503 at once) leaves before its URL fetches would have freed their slots anyway
+    assert readiness["periodSeconds"] * readiness["failureThreshold"] < FetchSettings().total_timeout_s
+
+
 def test_the_cluster_enforces_network_policies():
     cluster = yaml.safe_load((REPO_DIR / "kube-config" / "eksctl-cluster.yaml").read_text())
     (cni,) = [addon for addon in cluster["addons"] if addon["name"] == "vpc-cni"]
@@ -157,7 +220,72 @@ def test_every_function_runs_the_one_image_with_its_own_handler(cloudformation):
         "PredictPreTrafficCheck": ["lambda_function.deploy_check.lambda_handler"],
     }
     assert all(f["Properties"]["TracingConfig"]["Mode"] == "Active" for f in functions.values())
-    assert all("ReservedConcurrentExecutions" in f["Properties"] for f in functions.values())
+
+
+def evaluated(value: Any, parameters: dict[str, str], conditions: dict[str, Any]) -> Any:
+    """A property of the transformed template as CloudFormation resolves it for these parameter values (strings,
+    as CloudFormation passes them): `Ref` to a parameter, `Fn::If` on a condition of `Fn::Not` and `Fn::Equals`;
+    `AWS::NoValue` comes out as None, the property left out."""
+    if not (isinstance(value, dict) and len(value) == 1):
+        return value
+    ((function, argument),) = value.items()
+    if function == "Ref":
+        return None if argument == "AWS::NoValue" else parameters[argument]
+    if function == "Fn::If":
+        condition, when_true, when_false = argument
+        chosen = when_true if evaluated(conditions[condition], parameters, conditions) else when_false
+        return evaluated(chosen, parameters, conditions)
+    if function == "Fn::Not":
+        return not evaluated(argument[0], parameters, conditions)
+    if function == "Fn::Equals":
+        left, right = (str(evaluated(side, parameters, conditions)) for side in argument)
+        return left == right
+    raise AssertionError(f"not evaluated here: {function}")
+
+
+def reserved_concurrency(transformed_template: dict[str, Any], **overrides: str) -> dict[str, int | None]:
+    parameters = {name: str(p.get("Default", "")) for name, p in transformed_template["Parameters"].items()}
+    parameters |= overrides
+    functions = of_type(transformed_template["Resources"], "AWS::Lambda::Function")
+    reserved = {
+        name: evaluated(
+            f["Properties"].get("ReservedConcurrentExecutions"), parameters, transformed_template["Conditions"]
+        )
+        for name, f in functions.items()
+    }
+    return {name: None if value is None else int(value) for name, value in reserved.items()}
+
+
+def test_no_function_reserves_concurrency_by_default_so_a_new_accounts_small_quota_deploys(transformed_template):
+    parameters = transformed_template["Parameters"]
+
+    # Lambda keeps 100 executions unreserved: any reservation fails a first deploy where the quota is 10
+    assert reserved_concurrency(transformed_template) == {
+        "PredictFunction": None,
+        "TaggingFunction": None,
+        "PredictPreTrafficCheck": None,
+    }
+    for name in ("PredictReservedConcurrency", "TaggingReservedConcurrency"):
+        assert parameters[name]["Default"] == parameters[name]["MinValue"] == 0, name
+
+
+def test_the_reservation_parameters_reserve_what_they_say_and_the_check_one_beside_predictions(transformed_template):
+    both = reserved_concurrency(transformed_template, PredictReservedConcurrency="10", TaggingReservedConcurrency="5")
+    tagging_only = reserved_concurrency(transformed_template, TaggingReservedConcurrency="100")
+
+    assert both == {"PredictFunction": 10, "TaggingFunction": 5, "PredictPreTrafficCheck": 1}
+    assert tagging_only == {"PredictFunction": None, "TaggingFunction": 100, "PredictPreTrafficCheck": None}
+
+
+def test_the_docs_give_the_quota_check_and_keep_provisioned_concurrency_within_the_reservation():
+    deploy = re.sub(r"\s+", " ", (REPO_DIR / "docs" / "deploy.md").read_text())
+    security = (REPO_DIR / "docs" / "security.md").read_text()
+
+    assert "aws lambda get-account-settings" in deploy
+    assert "UnreservedConcurrentExecutions" in deploy and "ConcurrentExecutions" in deploy
+    assert "service-quotas request-service-quota-increase" in deploy
+    assert "With a `PredictReservedConcurrency`, it must stay at or below it" in deploy
+    assert "none by default" in deploy and "10 by default" not in security + deploy
 
 
 def test_every_upload_under_the_prefix_triggers_tagging_and_the_function_decides_by_name(cloudformation):
@@ -272,12 +400,15 @@ def test_the_image_copies_only_runtime_files_and_installs_requirements_before_co
     dockerfile = (REPO_DIR / "Dockerfile").read_text()
     copied = re.findall(r"^COPY (.+) \$\{LAMBDA_TASK_ROOT\}", dockerfile, re.M)
 
-    assert copied[0] == "requirements.txt"
+    assert copied[0] == "requirements.lock"
     assert dockerfile.index("pip install") < dockerfile.index("COPY lambda_function/")
+    # the lock alone, every file checked against its hash, and nothing resolved at build time
+    install = r"^RUN pip install --no-cache-dir --require-hashes --no-deps -r \S*requirements\.lock"
+    assert re.search(install, dockerfile, re.M)
     sources = {part for line in copied for part in line.split()}
-    assert sources == {"requirements.txt", "models/${MODEL}.tflite", "models/${MODEL}.json", "lambda_function/"}
+    assert sources == {"requirements.lock", "models/${MODEL}.tflite", "models/${MODEL}.json", "lambda_function/"}
     ignored = (REPO_DIR / ".dockerignore").read_text().splitlines()
-    assert ignored[1] == "*" and {"!requirements.txt", "!lambda_function/", "!models/"} <= set(ignored)
+    assert ignored[1] == "*" and {"!requirements.lock", "!lambda_function/", "!models/"} <= set(ignored)
 
 
 def test_the_served_model_is_named_once_for_the_image_and_the_template_cannot_override_it(transformed_template):
@@ -296,9 +427,21 @@ def test_the_served_model_is_named_once_for_the_image_and_the_template_cannot_ov
     assert "DockerBuildArgs" not in template and "ModelName" not in template  # no second name to disagree
 
 
+def test_every_function_builds_the_dockerfiles_lambda_stage_from_one_metadata():
+    """SAM builds the last stage unless Metadata names one, and builds once per distinct Metadata: all three
+    functions name the Lambda stage, which is also the last, with the same Metadata (one build, one push)."""
+    functions = list(functions_of(read_template(REPO_DIR / "template.yaml")).values())
+    stages = re.findall(r"^FROM \S+ AS (\S+)$", (REPO_DIR / "Dockerfile").read_text(), re.M)
+
+    assert len(functions) == 3
+    assert all(function["Metadata"] == functions[0]["Metadata"] for function in functions)
+    assert functions[0]["Metadata"]["DockerBuildTarget"] == stages[-1] == "lambda"
+    assert "server" in stages
+
+
 def test_the_base_image_is_a_tag_that_exists_or_a_pinned_digest():
     dockerfile = (REPO_DIR / "Dockerfile").read_text()
-    base = re.search(r"^FROM (\S+) AS lambda$", dockerfile, re.M).group(1)
+    base = re.search(r"^FROM (\S+) AS runtime$", dockerfile, re.M).group(1)
 
     # AWS keeps `3.12` current; a dated tag nobody checked could be missing and fail every build.
     assert re.fullmatch(r"public\.ecr\.aws/lambda/python:3\.12(@sha256:[0-9a-f]{64})?", base), base
@@ -474,3 +617,78 @@ def test_a_new_predict_version_takes_traffic_only_after_the_pre_traffic_check_pa
             "Resource": {"Fn::GetAtt": ["PredictPreTrafficCheck", "Arn"]},
         }
     ]
+
+
+# A first deploy: the answers samconfig.toml gives, the guided deploy's questions, the bucket's name.
+
+S3_BUCKET_NAME_MAX = 63
+LONGEST_REGION = "ap-southeast-2"  # 14 characters, as long as any commercial region's name
+
+
+def test_a_plain_sam_deploy_finds_every_answer_in_samconfig():
+    import tomllib
+
+    config = tomllib.loads((REPO_DIR / "samconfig.toml").read_text())["default"]
+    deploy = config["deploy"]["parameters"]
+
+    assert config["global"]["parameters"]["stack_name"] == "cat-breed-classifier"
+    assert deploy["capabilities"] == "CAPABILITY_IAM"
+    # SAM creates and manages the upload bucket and the image repository: no --s3-bucket or --image-repository
+    assert deploy["resolve_s3"] is True and deploy["resolve_image_repos"] is True
+    assert "guided" not in json.dumps(config).lower()
+
+
+def test_the_guided_deploy_asks_once_per_route_about_authentication_and_the_docs_say_to_answer_y():
+    from lambda_function.api.gateway import ROUTE_METHODS
+
+    result = run_tool(INFRA_BIN / "python", "tests/support/guided_deploy_questions.py", "template.yaml")
+    assert result.returncode == 0, result.stderr[-3000:]
+    asked = json.loads(result.stdout)
+    routes = [(method, path) for path, methods in ROUTE_METHODS.items() for method in methods]
+    (question,) = {a["question"] for a in asked}
+
+    assert len(asked) == len(routes) == 4 and not any(a["default"] for a in asked)  # Enter answers N: it aborts
+    for document in ("README.md", "docs/deploy.md"):
+        text = re.sub(r"\s+", " ", (REPO_DIR / document).read_text())
+        assert f"`{question} [y/N]`" in text, document
+        assert "answer `y`" in text or "Type `y`" in text, document
+        assert "four times" in text, document
+    deploy = re.sub(r"\s+", " ", (REPO_DIR / "docs" / "deploy.md").read_text())
+    assert all(f"`{method} {path}`" in deploy for method, path in routes)
+
+
+def test_the_docs_throttling_figures_are_the_templates_defaults(transformed_template):
+    parameters = transformed_template["Parameters"]
+    rate, burst = parameters["ThrottlingRateLimit"]["Default"], parameters["ThrottlingBurstLimit"]["Default"]
+
+    readme = re.sub(r"\s+", " ", (REPO_DIR / "README.md").read_text())
+    deploy = re.sub(r"\s+", " ", (REPO_DIR / "docs" / "deploy.md").read_text())
+    assert f"({rate} requests a second, bursts of {burst})" in readme
+    security = re.sub(r"\s+", " ", (REPO_DIR / "docs" / "security.md").read_text())
+    assert f"(`ThrottlingRateLimit`, {rate} requests a second, and bursts of `ThrottlingBurstLimit`, {burst};" in deploy
+    assert f"(`ThrottlingRateLimit`, {rate} requests a second, and `ThrottlingBurstLimit`, {burst})" in security
+
+
+def test_the_images_bucket_is_named_after_the_stack_and_the_policies_repeat_that_name(cloudformation):
+    name = cloudformation["ImagesBucket"]["Properties"]["BucketName"]["Fn::Sub"]
+    s3_arn = "arn:${AWS::Partition}:s3:::"
+    repeated = [
+        statement["Resource"]["Fn::Sub"].removeprefix(s3_arn).split("/")[0]
+        for statements in iam_statements(cloudformation).values()
+        for statement in statements
+        if isinstance(statement["Resource"], dict) and statement["Resource"].get("Fn::Sub", "").startswith(s3_arn)
+    ]
+    deploy = re.sub(r"\s+", " ", (REPO_DIR / "docs" / "deploy.md").read_text())
+    stack_name_max = int(re.search(r"lowercase letters, digits and hyphens, at most (\d+) characters", deploy).group(1))
+    longest = (
+        name.replace("${AWS::StackName}", "x" * stack_name_max)
+        .replace("${AWS::AccountId}", "123456789012")
+        .replace("${AWS::Region}", LONGEST_REGION)
+    )
+
+    assert name == "${AWS::StackName}-images-${AWS::AccountId}-${AWS::Region}"
+    # the tagging role's objects and listing, Batch Operations' manifests and reports: the same name, to the letter
+    assert repeated == [name] * 4
+    assert "cat-breed-images" not in (REPO_DIR / "template.yaml").read_text()
+    assert len(longest) == S3_BUCKET_NAME_MAX  # the docs' limit on the stack's name is the longest that fits
+    assert f"at most {stack_name_max} characters" in re.sub(r"\s+", " ", (REPO_DIR / "README.md").read_text())

@@ -1,5 +1,6 @@
-"""The Lambda image has everything it needs and nothing more: requirements.txt alone, in a clean virtual
-environment, with exactly the files the Dockerfile copies, answers every committed event with the default model."""
+"""The Lambda image has everything it needs and nothing more: the runtime lock (requirements.lock) alone, in a clean
+virtual environment, with exactly the files the Dockerfile copies, answers every committed event with the default
+model."""
 
 from __future__ import annotations
 
@@ -45,7 +46,7 @@ def dockerfile_copies() -> tuple[list[str], str]:
 
 @pytest.fixture(scope="module")
 def runtime(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    """The runtime set's own virtual environment (`.venv-runtime`: requirements.txt alone, which `make` keeps
+    """The runtime set's own virtual environment (`.venv-runtime`: requirements.lock alone, which `make` keeps
     and rebuilds when the pins change), and a task root holding what the Dockerfile copies."""
     task_root = tmp_path_factory.mktemp("runtime") / "task"
     made = subprocess.run(
@@ -105,7 +106,7 @@ def test_runtime_environment_holds_nothing_from_training_or_development(runtime)
     assert sorted(p.name for p in runtime["task_root"].iterdir()) == [
         "lambda_function",
         "models",
-        "requirements.txt",
+        "requirements.lock",
         "runner.py",
     ]
     models = sorted(p.name for p in (runtime["task_root"] / "models").iterdir())
@@ -197,7 +198,7 @@ def test_the_server_target_serves_from_the_image_contents_alone(runtime):
 
 
 def test_the_dockerfiles_lambda_command_is_the_api_handler_these_tests_invoke():
-    lambda_stage = (REPO_DIR / "Dockerfile").read_text().split(" AS server")[0]
+    lambda_stage = (REPO_DIR / "Dockerfile").read_text().split(" AS lambda\n")[1]
     command = json.loads(re.search(r"^CMD (\[.+\])", lambda_stage, re.M).group(1))
 
     assert command == [HANDLERS["api"]]

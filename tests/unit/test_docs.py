@@ -165,3 +165,34 @@ def test_the_configuration_tables_numeric_defaults_are_the_settings_defaults():
 
     assert {name: float(value) for name, value in table} == {name: float(defaults[name]) for name, _ in table}
     assert len(table) >= 15
+
+
+# Lambda refuses a larger synchronous invocation ("Request must be smaller than 6291456 bytes"); API Gateway's HTTP
+# API takes 10 MB, so Lambda's is the limit a client meets.
+LAMBDA_SYNC_PAYLOAD_BYTES = 6 * 1024 * 1024
+HTTP_API_PAYLOAD_MB = 10
+EVENT_ENVELOPE_BYTES = 16 * 1024  # an API Gateway event's headers and context around the body, with room to spare
+
+
+@pytest.mark.parametrize("document", ["README.md", "docs/api.md"])
+def test_the_largest_photo_stated_is_the_upload_cap_and_fits_lambdas_payload_limit(document):
+    defaults = setting_defaults()
+    text = re.sub(r"\s+", " ", (REPO_DIR / document).read_text())
+    sentence = text[text.index("largest photo") :].split("image_too_large", 1)[0]
+    stated = dict(
+        (name, stated_number(figure))
+        for figure, name in re.findall(r"(\d[\d,.]*(?: MB| bytes)) \(`([A-Z][A-Z0-9_]+)`\)", sentence)
+    )
+    request_mb = stated_number(re.search(r"[Ii]n base64 that is (\d[\d,.]* MB)", sentence).group(1))
+    base64_bytes = -(-defaults["MAX_UPLOAD_BYTES"] // 3) * 4
+
+    assert stated == {"MAX_UPLOAD_BYTES": defaults["MAX_UPLOAD_BYTES"], "FETCH_MAX_BYTES": defaults["FETCH_MAX_BYTES"]}
+    assert request_mb == base64_bytes
+    assert base64_bytes + EVENT_ENVELOPE_BYTES <= LAMBDA_SYNC_PAYLOAD_BYTES
+    assert f"{HTTP_API_PAYLOAD_MB} MB" in sentence and "Lambda" in sentence
+
+
+def test_the_docs_name_lambda_not_api_gateway_for_the_6_mb_limit():
+    for document in DOCUMENTS:
+        text = re.sub(r"\s+", " ", document.read_text())
+        assert not re.search(r"API Gateway's (?:6 MB )?payload limit", text), document.name
