@@ -152,10 +152,13 @@ verify-lite0: $(STAMP)
 	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements/verify.txt
 	$(PY) -m pytest -s -q tests/integration/test_efficientnet_lite.py -k pytorch
 
-# Benchmarks (docs/benchmarks.md): each engine and the runtime-only set in an environment of its own.
-bench: $(STAMP) $(RUNTIME_STAMP) .venv-bench-tflite/.installed-stamp .venv-bench-onnx/.installed-stamp
+# Benchmarks (docs/benchmarks.md): each engine and the runtime-only set in an environment of its own; then the Lambda
+# image's size and cold start under its emulator, in Docker (benchmarks/image.py).
+bench: $(STAMP) $(RUNTIME_STAMP) $(INFRA_STAMP) .venv-bench-tflite/.installed-stamp .venv-bench-onnx/.installed-stamp \
+		docker-engine
 	$(PY) -m benchmarks.run
 	$(PY) -m benchmarks.tagging_scale
+	$(PY) -m benchmarks.image
 
 # Size, latency and parity of the four conversion modes (docs/conversion.md); a few minutes each.
 bench-modes: $(STAMP)

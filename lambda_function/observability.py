@@ -22,9 +22,17 @@ SERVICE_NAME = _names.service_name
 METRICS_NAMESPACE = _names.metrics_namespace
 
 logger = Logger(service=SERVICE_NAME, stream=sys.stderr)
-tracer = Tracer(service=SERVICE_NAME)
+# No library is patched for X-Ray here (powertools would patch all it knows, botocore among them): predicting calls
+# no AWS API, and patching botocore imports it, which costs the predict function's cold start (docs/benchmarks.md,
+# "The image"). The entry points that call AWS patch what they use: `patch_aws_sdk()`.
+tracer = Tracer(service=SERVICE_NAME, auto_patch=False)
 metrics = Metrics(service=SERVICE_NAME, namespace=METRICS_NAMESPACE)
 _metrics_lock = threading.Lock()  # powertools' metric set is not thread-safe, and the HTTP server uses threads
+
+
+def patch_aws_sdk() -> None:
+    """Trace the AWS SDK's calls as X-Ray subsegments (S3 for tagging), for the entry points that make them."""
+    tracer.patch(modules=("botocore",))
 
 
 def record_metric(name: str, unit: MetricUnit, value: float) -> None:

@@ -22,7 +22,7 @@ from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.data_classes import S3Event
 
 from lambda_function.datapath.service import get_service
-from lambda_function.observability import logger, metrics, record_metric, tracer
+from lambda_function.observability import logger, metrics, patch_aws_sdk, record_metric, tracer
 from lambda_function.request_deadline import lambda_deadline
 from lambda_function.tagging.batch_operations import Task, is_batch_invocation, run_tasks
 from lambda_function.tagging.s3_tagging import S3Tagger, TagResult
@@ -35,6 +35,7 @@ class TaggingFailed(RuntimeError):
     """Some records could not be processed; raised so that Lambda retries the event."""
 
 
+patch_aws_sdk()
 service = get_service()
 tagger = S3Tagger(
     service,

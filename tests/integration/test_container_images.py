@@ -17,6 +17,7 @@ import base64
 import json
 import os
 import re
+import signal
 import socket
 import subprocess
 import time
@@ -108,14 +109,15 @@ def s3_server(aws_base: str) -> Iterator[S3InContainer]:
 def test_sam_build_builds_one_image_of_the_lambda_stage_for_every_function(built):
     source = functions_of(read_template(REPO_DIR / "template.yaml"))
     images = {name: f["Properties"]["ImageUri"] for name, f in functions_of(read_template(built.template)).items()}
+    configs = {name: image_config(image) for name, image in images.items()}
 
     assert set(images) == set(source) == {"PredictFunction", "TaggingFunction", "PredictPreTrafficCheck"}
+    for name, config in configs.items():
+        assert config["Entrypoint"] == ["/lambda-entrypoint.sh"], name  # AWS's, not the HTTP server's
+        assert config.get("User", "") in ("", "root"), name  # as AWS's image: SAM's emulator goes in as root
+    assert configs["PredictFunction"]["Cmd"] == source["PredictFunction"]["Properties"]["ImageConfig"]["Command"]
     assert len(set(images.values())) == 1
     assert built.log.count("Building image for") == 1
-    config = image_config(next(iter(images.values())))
-    assert config["Entrypoint"] == ["/lambda-entrypoint.sh"]  # AWS's, not the HTTP server's
-    assert config["Cmd"] == source["PredictFunction"]["Properties"]["ImageConfig"]["Command"]
-    assert config.get("User", "") in ("", "root")  # as AWS's base image: SAM's emulator is installed into it as root
 
 
 def test_every_function_s_image_imports_the_handler_its_template_names(built, lambda_image):
@@ -255,7 +257,7 @@ def test_sam_local_start_api_serves_the_page_predicts_and_refuses_an_upload_over
         [
             str(SAM), "local", "start-api", "--template", str(built.template), "--host", "127.0.0.1",
             "--port", str(port), "--skip-pull-image", "--container-host-interface", "127.0.0.1",
-            "--env-vars", str(_env_vars_file(tmp_path, s3_server)), "--warm-containers", "EAGER",
+            "--env-vars", str(_env_vars_file(tmp_path, s3_server)), "--warm-containers", "LAZY",
         ],
         cwd=REPO_DIR, env={**os.environ, "SAM_CLI_TELEMETRY": "0", "AWS_DEFAULT_REGION": "eu-west-1"},
         stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
@@ -269,14 +271,28 @@ def test_sam_local_start_api_serves_the_page_predicts_and_refuses_an_upload_over
         oversized = base64.b64encode(os.urandom(DEFAULT_MAX_UPLOAD_BYTES + 100_000)).decode()
         too_large_status, too_large = call(base_url, "POST", "/predict", {"image": oversized}, timeout=120)
     finally:
-        os.killpg(api.pid, 15)
+        os.killpg(api.pid, signal.SIGINT)  # as Ctrl+C: SAM stops its warm containers (on SIGTERM it leaves them)
         api.wait(timeout=60)
         log.close()
+        _remove_sam_containers(lambda_image_of(built))
 
     assert page[0] == 200 and page[1].startswith(b"<!doctype html>")
     assert status == 200, (tmp_path / "start-api.log").read_text()[-3000:]
     assert answer["model"]["name"] == MODEL_NAME and answer["predictions"]
     assert (too_large_status, too_large["error"]["code"]) == (413, "image_too_large")
+
+
+def lambda_image_of(built: BuiltStack) -> str:
+    return functions_of(read_template(built.template))["PredictFunction"]["Properties"]["ImageUri"]
+
+
+def _remove_sam_containers(image: str) -> None:
+    """Any function container SAM left behind of this image (its emulator-ready copy, `IMAGE:rapid-...`)."""
+    repository = image.split(":")[0]
+    listed = docker("ps", "--all", "--filter", "label=sam.cli.container.type=lambda", "--format", "{{.ID}} {{.Image}}")
+    leftovers = [line.split()[0] for line in listed.splitlines() if line.split()[1].startswith(f"{repository}:rapid")]
+    if leftovers:
+        docker("rm", "--force", *leftovers)
 
 
 def _get(url: str) -> tuple[int, bytes]:

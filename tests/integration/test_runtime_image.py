@@ -222,3 +222,34 @@ def test_the_pre_traffic_checks_entry_point_imports_from_the_image_contents_alon
 
     assert completed.returncode == 0, completed.stderr[-2000:]
     assert completed.stdout.strip() == "lambda_handler"
+
+
+@pytest.mark.parametrize(
+    ("handler", "traces_the_aws_sdk"),
+    [("lambda_function.handler", False), ("lambda_function.tagging_handler", True)],
+)
+def test_only_the_functions_that_call_aws_load_and_trace_its_sdk(runtime, handler, traces_the_aws_sdk):
+    """Predicting calls no AWS API: its cold start does without botocore (docs/benchmarks.md, "The image"), X-Ray
+    tracing on as in Lambda; tagging traces its S3 calls."""
+    probe = (
+        "import importlib, sys; importlib.import_module(sys.argv[1]); "
+        "print('botocore.client' in sys.modules, 'aws_xray_sdk.ext.botocore.patch' in sys.modules)"
+    )
+    completed = subprocess.run(
+        [str(runtime["python"]), "-E", "-s", "-c", probe, handler],
+        cwd=runtime["task_root"],
+        env={
+            "PATH": os.environ["PATH"],
+            "MODEL_PATH": str(runtime["model_path"]),
+            "LAMBDA_TASK_ROOT": str(runtime["task_root"]),
+            "AWS_LAMBDA_FUNCTION_NAME": "cat-breeds-test",
+            "AWS_DEFAULT_REGION": "eu-west-1",
+        },
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+    assert completed.returncode == 0, completed.stderr[-2000:]
+    assert completed.stdout.split() == [str(traces_the_aws_sdk)] * 2

@@ -73,6 +73,18 @@ def test_the_benchmarks_page_quotes_the_last_runs_tables_as_they_are():
     assert "\n".join(line for line in loadtest.splitlines() if line.startswith("|")) in page
 
 
+def test_the_benchmarks_page_quotes_the_last_image_cold_starts_as_they_are():
+    from benchmarks.image import markdown as image_report
+
+    page = (REPO_DIR / "docs" / "benchmarks.md").read_text()
+    results = json.loads((REPO_DIR / "benchmarks" / "results" / "image.json").read_text())
+    report = image_report(results)
+
+    assert report == (REPO_DIR / "benchmarks" / "results" / "image.md").read_text()
+    assert "\n".join(line for line in report.splitlines() if line.startswith("|")) in page
+    assert set(results["variants"]) == {"the image as built", "with botocore patched for X-Ray (before)"}
+
+
 def test_the_security_page_quotes_the_last_runs_decode_memory_table_as_it_is():
     from benchmarks.decode_memory import markdown as decode_memory_table
     from lambda_function.datapath.preprocessing import DECODE_MEMORY_BUDGET_BYTES
