@@ -74,7 +74,10 @@ $(DOCKERD) $(DEBOOTSTRAP):
 
 # Starts dockerd in the background when no engine answers (its log: build/dockerd.log) and waits for it.
 docker-engine: $(DOCKERD) $(DEBOOTSTRAP)
-	@docker info > /dev/null 2>&1 || { mkdir -p build; $(SUDO) sh -c 'nohup $(DOCKERD) > build/dockerd.log 2>&1 &'; \
+	@docker info > /dev/null 2>&1 || { \
+	  if pgrep -x dockerd > /dev/null; then echo "dockerd runs but does not answer $$(id -un): join the docker group"; \
+	    exit 1; fi; \
+	  mkdir -p build; $(SUDO) sh -c 'nohup $(DOCKERD) > build/dockerd.log 2>&1 &'; \
 	  for second in $$(seq 60); do docker info > /dev/null 2>&1 && exit 0; sleep 1; done; \
 	  echo "dockerd did not start:"; tail -20 build/dockerd.log; exit 1; }
 

@@ -11,8 +11,8 @@ base image's emulator:
 - **warm invocation**: the same request again.
 
 Two variants run in turn, so the machine's drift falls on both alike: the image as it is, and the same image with
-the X-Ray patching of botocore that powertools does by default (`benchmarks/image_shim/with_botocore.py`, mounted
-on PYTHONPATH), which is what the predict handler imported before it stopped patching (docs/benchmarks.md).
+botocore patched for X-Ray at import, as powertools' default `patch_all()` did for the predict handler before it
+stopped patching (`benchmarks/image_shim/with_botocore.py`, mounted on PYTHONPATH; docs/benchmarks.md).
 """
 
 from __future__ import annotations
@@ -31,12 +31,12 @@ from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
+from tests.support.lambda_base.stand_in import AWS_BASE_IMAGE, LAMBDA_USER, shadowing_aws_base_image, stand_in_image
+
 REPO_DIR = Path(__file__).resolve().parent.parent
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
 EVENT = REPO_DIR / "events" / "predict-base64.json"
-AWS_BASE_IMAGE = "public.ecr.aws/lambda/python:3.12"
-IMAGE = "cat-breeds-bench/lambda:latest"
-LAMBDA_USER = "993:990"  # sbx_user1051, the user Lambda runs functions as
+IMAGE = "cat-breeds-bench/lambda:latest"  # removed again after the run
 RUNS = 12
 VARIANTS = {
     "the image as built": "lambda_function.handler.lambda_handler",
@@ -71,18 +71,16 @@ def _free_port() -> int:
 
 
 def build_image(stack: ExitStack) -> str:
-    """Build the Lambda stage; returns which base it stands on."""
+    """Build the Lambda stage, removed again when the stack closes; returns which base it stands on."""
     try:
         _docker("pull", AWS_BASE_IMAGE, timeout_s=120)
         base = AWS_BASE_IMAGE
     except (RuntimeError, subprocess.TimeoutExpired):
-        sys.path.insert(0, str(REPO_DIR))
-        from tests.support.lambda_base.stand_in import shadowing_aws_base_image, stand_in_image
-
         stand_in = stand_in_image()
         stack.enter_context(shadowing_aws_base_image(stand_in))
         base = f"the tests' stand-in ({stand_in})"
     _docker("build", "--target", "lambda", "--tag", IMAGE, str(REPO_DIR))
+    stack.callback(_docker, "rmi", IMAGE)
     return base
 
 

@@ -19,7 +19,7 @@ from typing import Any
 
 from lambda_function.api.gateway import http_api_event
 from lambda_function.datapath.model_contract import ModelCard, load_sidecar
-from lambda_function.observability import logger
+from lambda_function.observability import logger, patch_aws_sdk
 from lambda_function.settings import Settings
 
 CHECK_PHOTO = Path(__file__).with_name("deploy_check_photo.jpg")
@@ -66,6 +66,8 @@ def run_check(event: dict[str, Any], invoke: Invoke, report: Report, card: Model
 
 def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, str]:
     import boto3
+
+    patch_aws_sdk()  # its Lambda and CodeDeploy calls, traced; once per process, here where boto3 is imported
 
     version_arn = os.environ["NEW_VERSION"]
     functions, codedeploy = boto3.client("lambda"), boto3.client("codedeploy")

@@ -36,8 +36,13 @@ DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 9696
 # How many breeds an answer lists unless the request says (`top_k`).
 DEFAULT_TOP_K = 5
-# The HTTP server's request body cap: Lambda's 6 MB payload limit, so both front doors accept the same requests.
-DEFAULT_MAX_REQUEST_BYTES = 6_000_000
+# What Lambda takes in a synchronous invocation, the event around the request's body included ("Request must be
+# smaller than 6291456 bytes").
+LAMBDA_SYNC_PAYLOAD_BYTES = 6 * 1024 * 1024
+# The HTTP server's request body cap: the largest upload in base64 and room for the JSON around it, so that both
+# front doors accept the same requests (6,065,536 bytes; an API Gateway event around it stays within Lambda's limit).
+REQUEST_ENVELOPE_BYTES = 64 * 1024
+DEFAULT_MAX_REQUEST_BYTES = 4 * math.ceil(DEFAULT_MAX_UPLOAD_BYTES / 3) + REQUEST_ENVELOPE_BYTES
 
 
 class SettingsError(ValueError):

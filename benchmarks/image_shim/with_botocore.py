@@ -1,5 +1,6 @@
-"""The predict handler as it was before it stopped patching botocore for X-Ray (powertools' default patches every
-library it knows): what `benchmarks.image` compares the image's cold start with."""
+"""The predict handler with botocore patched for X-Ray at import, as powertools' default `patch_all()` patched it
+before the handler stopped patching (it patched other libraries too, all cheap beside botocore): what
+`benchmarks.image` compares the image's cold start with."""
 
 from aws_xray_sdk.core import patch
 

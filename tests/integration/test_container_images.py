@@ -21,7 +21,9 @@ import signal
 import socket
 import subprocess
 import time
+import urllib.request
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -37,15 +39,14 @@ from tests.support import http_server
 from tests.support.api_server import call, free_port
 from tests.support.container_servers import S3InContainer, s3_on_network
 from tests.support.docker_cli import docker, engine_is_running, image_config, logs, running_container, wait_for_http
-from tests.support.lambda_base.stand_in import shadowing_aws_base_image, stand_in_image
+from tests.support.lambda_base.stand_in import LAMBDA_USER, shadowing_aws_base_image, stand_in_image
 from tests.support.sam_template import functions_of, read_template
 
 SAM = REPO_DIR / ".venv-infra" / "bin" / "sam"
 EVENT_FILES = sorted(p.name for p in EVENTS_DIR.glob("*.json") if p.name != "env.json")
-MODEL_NAME = "cat-breeds-34-efficientnet-lite2"
+# The model the image carries: the Dockerfile's default, named by its sidecar.
+MODEL_NAME = json.loads((REPO_DIR / "models" / "cat-breeds-34.json").read_text())["name"]
 PHOTO = CAT_PHOTOS[35]
-# The uid and gid Lambda runs functions as (sbx_user1051), not root.
-LAMBDA_USER = "993:990"
 # A name of the test's own network: the function's container reaches the test S3 by it, and a URL naming it is a
 # private address, which the fetcher refuses in the image as everywhere.
 NETWORK = f"cat-breeds-test-{os.getpid()}"
@@ -73,12 +74,19 @@ class BuiltStack:
     log: str
 
 
+def user_image_tags() -> list[str]:
+    """The tags a user's own `sam build` and `sam local` give the image (Metadata's DockerImage and DockerTag, and
+    SAM's emulator-ready copy): the tests build under them too, and give them back afterwards."""
+    metadata = next(iter(functions_of(read_template(REPO_DIR / "template.yaml")).values()))["Metadata"]
+    return [f"{metadata['DockerImage']}:{metadata['DockerTag']}", f"{metadata['DockerImage']}:rapid-x86_64"]
+
+
 @pytest.fixture(scope="module")
 def aws_base() -> Iterator[str]:
     if not engine_is_running():
         pytest.fail("no Docker engine answers: `make test` installs docker.io and starts dockerd")
     stand_in = stand_in_image()
-    with shadowing_aws_base_image(stand_in):
+    with shadowing_aws_base_image(stand_in, *user_image_tags()):
         yield stand_in
 
 
@@ -185,19 +193,24 @@ def _with_private_url(event: dict[str, Any], s3_server: S3InContainer) -> dict[s
 
 
 def _check_api_answer(event_file: str, response: dict[str, Any]) -> None:
+    """Each committed API event's answer, as the Lambda-path tests expect it (tests/integration/test_runtime_image.py),
+    but for the URL events, whose photo is on the test's private network here."""
     if event_file.startswith("page"):
         assert response["statusCode"] == 200 and response["body"].startswith("<!doctype html>")
         return
     body = json.loads(response["body"])
     if event_file.startswith("predict-url"):
-        # The test's network is private: the image's fetcher refuses it (any port allowed: by its address), as it
-        # must refuse every private address.
+        # The image's fetcher refuses the test's network (any port allowed: refused by its address), as it must
+        # refuse every private address.
         assert (response["statusCode"], body["error"]["code"]) == (403, "url_not_allowed"), body
         assert "port" not in body["error"]["message"], body
-        return
-    assert response["statusCode"] == {"bad-request.json": 400}.get(event_file, 200), body
-    if "predictions" in body or "model" in body:
-        assert body["model"]["name"] == MODEL_NAME
+    elif event_file == "bad-request.json":
+        assert response["statusCode"] == 400 and body["error"]["code"], body
+    elif event_file.startswith("health"):
+        assert (response["statusCode"], body["status"], body["model"]["name"]) == (200, "ok", MODEL_NAME), body
+    else:
+        assert response["statusCode"] == 200 and body["model"]["name"] == MODEL_NAME, body
+        assert body["cat_detected"] is True and body["predictions"], body
 
 
 def _put_event_objects(s3: Any, event: dict[str, Any]) -> list[tuple[str, str]]:
@@ -225,7 +238,6 @@ def _env_vars_file(tmp_path: Path, s3_server: S3InContainer) -> Path:
                 "Parameters": {
                     "S3_ENDPOINT_URL": s3_server.endpoint_in_network,
                     "FETCH_ALLOWED_PORTS": "any",
-                    "POWERTOOLS_TRACE_DISABLED": "1",
                 }
             }
         )
@@ -238,12 +250,18 @@ def _invoke(
 ) -> dict[str, Any]:
     event_path = tmp_path / "event.json"
     event_path.write_text(json.dumps(event))
-    completed = sam(
-        "local", "invoke", function, "--template", str(built.template), "--event", str(event_path),
-        "--env-vars", str(_env_vars_file(tmp_path, s3_server)), "--docker-network", s3_server.network,
-        "--skip-pull-image", "--container-host-interface", "127.0.0.1",
-        timeout_s=180,
-    )  # fmt: skip
+    before = set(_sam_containers())
+    try:
+        completed = sam(
+            "local", "invoke", function, "--template", str(built.template), "--event", str(event_path),
+            "--env-vars", str(_env_vars_file(tmp_path, s3_server)), "--docker-network", s3_server.network,
+            "--skip-pull-image", "--container-host-interface", "127.0.0.1",
+            timeout_s=180,
+        )  # fmt: skip
+    finally:
+        left_behind = set(_sam_containers()) - before  # by a SAM that timed out
+        if left_behind:
+            docker("rm", "--force", *left_behind)
     return json.loads(completed.stdout.strip().splitlines()[-1])
 
 
@@ -251,53 +269,60 @@ def _invoke(
 
 
 def test_sam_local_start_api_serves_the_page_predicts_and_refuses_an_upload_over_the_cap(built, s3_server, tmp_path):
-    port = free_port()
-    log = (tmp_path / "start-api.log").open("w")
-    api = subprocess.Popen(
-        [
-            str(SAM), "local", "start-api", "--template", str(built.template), "--host", "127.0.0.1",
-            "--port", str(port), "--skip-pull-image", "--container-host-interface", "127.0.0.1",
-            "--env-vars", str(_env_vars_file(tmp_path, s3_server)), "--warm-containers", "LAZY",
-        ],
-        cwd=REPO_DIR, env={**os.environ, "SAM_CLI_TELEMETRY": "0", "AWS_DEFAULT_REGION": "eu-west-1"},
-        stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
-    )  # fmt: skip
-    base_url = f"http://127.0.0.1:{port}"
-    try:
-        wait_for_http(f"{base_url}/health", timeout_s=120)
+    log_path = tmp_path / "start-api.log"
+    with sam_local_start_api(built, _env_vars_file(tmp_path, s3_server), log_path) as base_url:
         page = _get(f"{base_url}/")
         status, answer = call(base_url, "POST", "/predict", {"image": base64.b64encode(PHOTO.read_bytes()).decode()})
         # Over the cap, under Lambda's 6 MB payload: the function answers it, with its own error.
         oversized = base64.b64encode(os.urandom(DEFAULT_MAX_UPLOAD_BYTES + 100_000)).decode()
         too_large_status, too_large = call(base_url, "POST", "/predict", {"image": oversized}, timeout=120)
-    finally:
-        os.killpg(api.pid, signal.SIGINT)  # as Ctrl+C: SAM stops its warm containers (on SIGTERM it leaves them)
-        api.wait(timeout=60)
-        log.close()
-        _remove_sam_containers(lambda_image_of(built))
 
     assert page[0] == 200 and page[1].startswith(b"<!doctype html>")
-    assert status == 200, (tmp_path / "start-api.log").read_text()[-3000:]
+    assert status == 200, log_path.read_text()[-3000:]
     assert answer["model"]["name"] == MODEL_NAME and answer["predictions"]
     assert (too_large_status, too_large["error"]["code"]) == (413, "image_too_large")
 
 
-def lambda_image_of(built: BuiltStack) -> str:
-    return functions_of(read_template(built.template))["PredictFunction"]["Properties"]["ImageUri"]
+@contextmanager
+def sam_local_start_api(built: BuiltStack, env_vars: Path, log_path: Path) -> Iterator[str]:
+    """`sam local start-api` on a free loopback port; its base URL once it answers. A container per request (no warm
+    containers, which SAM leaves running when it is stopped); SAM is killed if it lingers after SIGTERM, and any
+    function container it started is removed in any case."""
+    port = free_port()
+    before = set(_sam_containers())
+    with log_path.open("w") as log:
+        api = subprocess.Popen(
+            [
+                str(SAM), "local", "start-api", "--template", str(built.template), "--host", "127.0.0.1",
+                "--port", str(port), "--skip-pull-image", "--container-host-interface", "127.0.0.1",
+                "--env-vars", str(env_vars),
+            ],
+            cwd=REPO_DIR, env={**os.environ, "SAM_CLI_TELEMETRY": "0", "AWS_DEFAULT_REGION": "eu-west-1"},
+            stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+        )  # fmt: skip
+        try:
+            base_url = f"http://127.0.0.1:{port}"
+            wait_for_http(f"{base_url}/health", timeout_s=120)
+            yield base_url
+        finally:
+            try:
+                os.killpg(api.pid, signal.SIGTERM)
+                api.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                os.killpg(api.pid, signal.SIGKILL)
+                api.wait()
+            finally:
+                started = set(_sam_containers()) - before
+                if started:
+                    docker("rm", "--force", *started)
 
 
-def _remove_sam_containers(image: str) -> None:
-    """Any function container SAM left behind of this image (its emulator-ready copy, `IMAGE:rapid-...`)."""
-    repository = image.split(":")[0]
-    listed = docker("ps", "--all", "--filter", "label=sam.cli.container.type=lambda", "--format", "{{.ID}} {{.Image}}")
-    leftovers = [line.split()[0] for line in listed.splitlines() if line.split()[1].startswith(f"{repository}:rapid")]
-    if leftovers:
-        docker("rm", "--force", *leftovers)
+def _sam_containers() -> list[str]:
+    """The IDs of the function containers SAM runs (it labels them)."""
+    return docker("ps", "--all", "--quiet", "--filter", "label=sam.cli.container.type=lambda").split()
 
 
 def _get(url: str) -> tuple[int, bytes]:
-    import urllib.request
-
     with urllib.request.urlopen(url, timeout=60) as response:
         return response.status, response.read()
 
@@ -341,8 +366,6 @@ def _url_event(url: str) -> dict[str, Any]:
 
 
 def _invoke_emulator(invocations_url: str, event: dict[str, Any]) -> dict[str, Any]:
-    import urllib.request
-
     request = urllib.request.Request(invocations_url, data=json.dumps(event).encode(), method="POST")
     with urllib.request.urlopen(request, timeout=120) as response:
         return json.loads(response.read())
@@ -353,12 +376,7 @@ def test_the_predict_image_holds_the_runtime_lock_the_code_and_the_model_and_not
         docker("run", "--rm", "--entrypoint", "python", lambda_image, "-m", "pip", "list", "--format", "json")
     )
     names = {_normalise(p["name"]): p["version"] for p in installed}
-    locked = {
-        _normalise(name): version
-        for name, version in re.findall(
-            r"^([A-Za-z0-9_.\-]+)==(\S+?)(?:\s|$)", (REPO_DIR / "requirements.lock").read_text(), re.M
-        )
-    }
+    locked = locked_for_this_platform()
     task_root = docker("run", "--rm", "--entrypoint", "ls", lambda_image, "/var/task").split()
     tools = docker(
         "run", "--rm", "--entrypoint", "sh", lambda_image, "-c",
@@ -367,10 +385,22 @@ def test_the_predict_image_holds_the_runtime_lock_the_code_and_the_model_and_not
 
     base_image_packages = {"pip", "setuptools", "awslambdaric", "simplejson", "snapshot-restore-py"}
     assert set(names) - set(locked) <= base_image_packages, set(names) - set(locked)
-    assert {name: names.get(name) for name in locked if name in names} == {n: locked[n] for n in locked if n in names}
+    assert {name: names.get(name) for name in locked} == locked
     assert {"tensorflow", "keras", "torch", "pytest", "moto", "ruff", "wheel", "cython"}.isdisjoint(names)
     assert sorted(task_root) == ["lambda_function", "models", "requirements.lock"]
     assert tools.strip() == ""
+
+
+def locked_for_this_platform() -> dict[str, str]:
+    """The lock's pins whose markers hold for the image (Linux x86_64 and the stand-in's Python, as here)."""
+    from packaging.markers import Marker
+
+    pins = {}
+    for line in (REPO_DIR / "requirements.lock").read_text().splitlines():
+        found = re.match(r"^([A-Za-z0-9_.\-]+)==([^\s;]+)\s*(?:;\s*([^\\]+?))?\s*\\?$", line)
+        if found and (found.group(3) is None or Marker(found.group(3)).evaluate()):
+            pins[_normalise(found.group(1))] = found.group(2)
+    return pins
 
 
 def _normalise(name: str) -> str:

@@ -439,6 +439,15 @@ def test_every_function_builds_the_dockerfiles_lambda_stage_from_one_metadata():
     assert "server" in stages
 
 
+def test_the_settings_the_template_declares_are_left_at_their_defaults():
+    """Globals declares a few settings only so that `sam local invoke --env-vars` may set them in the tests; a
+    deployment keeps the settings' defaults, and the address rules of the fetcher are not among them."""
+    variables = read_template(REPO_DIR / "template.yaml")["Globals"]["Function"]["Environment"]["Variables"]
+    declared = {name: value for name, value in variables.items() if not name.startswith("POWERTOOLS_")}
+
+    assert declared == {"S3_ENDPOINT_URL": "", "FETCH_ALLOWED_PORTS": ""}
+
+
 def test_the_base_image_is_a_tag_that_exists_or_a_pinned_digest():
     dockerfile = (REPO_DIR / "Dockerfile").read_text()
     base = re.search(r"^FROM (\S+) AS runtime$", dockerfile, re.M).group(1)

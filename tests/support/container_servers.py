@@ -67,6 +67,9 @@ def s3_on_network(base: str, name: str) -> Iterator[S3InContainer]:
             wait_for_http(f"{endpoint_on_host}/", timeout_s=60, container=server)
             yield S3InContainer(name, f"http://{server}:{MOTO_PORT}", endpoint_on_host)
     finally:
+        attached = docker("network", "inspect", "--format", "{{range .Containers}}{{.Name}} {{end}}", name).split()
+        if attached:  # containers a failed test left on the network
+            docker("rm", "--force", *attached, timeout_s=60)
         docker("network", "rm", name, timeout_s=60)
 
 

@@ -55,7 +55,30 @@ def image_id(reference: str) -> str | None:
 
 
 def image_config(reference: str) -> dict[str, Any]:
+    """The image's config: Entrypoint, Cmd, User, Env, Labels (docker leaves out the empty ones)."""
     return json.loads(docker("image", "inspect", "--format", "{{json .Config}}", reference, timeout_s=30))
+
+
+@contextmanager
+def restoring_tags(*references: str, forget_if_labelled: str | None = None) -> Iterator[None]:
+    """Whatever the block tags as REFERENCES, each names afterwards what it named before, or nothing.
+
+    A tag that named an image carrying the label `forget_if_labelled` counts as naming nothing: a run killed
+    inside the block left it behind, and it must not outlive that run.
+    """
+    previous = {reference: image_id(reference) for reference in references}
+    if forget_if_labelled is not None:
+        for reference, found in previous.items():
+            if found is not None and forget_if_labelled in (image_config(found).get("Labels") or {}):
+                previous[reference] = None
+    try:
+        yield
+    finally:
+        for reference, found in previous.items():
+            if found is not None:
+                docker("tag", found, reference, timeout_s=60)
+            elif image_id(reference) is not None:
+                docker("rmi", "--no-prune", reference, timeout_s=60)
 
 
 @contextmanager
@@ -70,6 +93,7 @@ def running_container(*run_args: str, name: str) -> Iterator[str]:
 
 
 def logs(name: str) -> str:
+    """What the container printed, both streams."""
     completed = subprocess.run(
         ["docker", "logs", name], env=DOCKER_ENV, capture_output=True, timeout=30, check=False, text=True
     )

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import json
 import re
 from pathlib import Path
 
@@ -196,3 +198,14 @@ def test_the_docs_name_lambda_not_api_gateway_for_the_6_mb_limit():
     for document in DOCUMENTS:
         text = re.sub(r"\s+", " ", document.read_text())
         assert not re.search(r"API Gateway's (?:6 MB )?payload limit", text), document.name
+
+
+def test_the_largest_upload_fits_the_http_servers_cap_and_lambdas_payload_in_an_api_gateway_event():
+    """Both front doors take the largest photo the docs promise: the server's body cap and Lambda's 6 MB."""
+    from lambda_function.settings import DEFAULT_MAX_REQUEST_BYTES, DEFAULT_MAX_UPLOAD_BYTES, LAMBDA_SYNC_PAYLOAD_BYTES
+
+    body = json.dumps({"image": base64.b64encode(b"\xff" * DEFAULT_MAX_UPLOAD_BYTES).decode(), "top_k": 100})
+    event = {**json.loads((REPO_DIR / "events" / "predict-base64.json").read_text()), "body": body}
+
+    assert len(body) <= DEFAULT_MAX_REQUEST_BYTES
+    assert len(json.dumps(event)) <= LAMBDA_SYNC_PAYLOAD_BYTES

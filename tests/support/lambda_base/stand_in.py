@@ -18,6 +18,7 @@ builds on it.
 from __future__ import annotations
 
 import hashlib
+import os
 import shutil
 import subprocess
 import sys
@@ -26,9 +27,13 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from tests.support.docker_cli import docker, image_id
+from tests.support.docker_cli import docker, image_id, restoring_tags
 
 AWS_BASE_IMAGE = "public.ecr.aws/lambda/python:3.12"
+# The label the stand-in carries (its Dockerfile sets it), so that no tag of AWS's name is ever taken for AWS's image.
+TEST_DOUBLE_LABEL = "cat-breeds.test-double"
+# The uid and gid Lambda runs functions as (sbx_user1051), not root.
+LAMBDA_USER = "993:990"
 STAND_IN_REPOSITORY = "cat-breeds-test/lambda-python-stand-in"
 RECIPE_DIR = Path(__file__).resolve().parent
 REPO_DIR = RECIPE_DIR.parents[2]
@@ -72,10 +77,12 @@ def stand_in_image() -> str:
 
 def _build(reference: str, emulator: Path) -> None:
     BUILD_DIR.mkdir(parents=True, exist_ok=True)
+    as_root = [] if os.geteuid() == 0 else ["sudo"]  # debootstrap and reading its tree need root
     with tempfile.TemporaryDirectory(dir=BUILD_DIR, prefix="build-") as work:
         rootfs = Path(work) / "rootfs"
         subprocess.run(
             [
+                *as_root,
                 "debootstrap",
                 "--variant=minbase",
                 f"--include={','.join(DEBIAN_PACKAGES)}",
@@ -87,11 +94,14 @@ def _build(reference: str, emulator: Path) -> None:
             capture_output=True,
             timeout=900,
         )
-        shutil.rmtree(rootfs / "var" / "cache" / "apt" / "archives", ignore_errors=True)
         rootfs_image = f"{reference}-rootfs"
         archive = subprocess.run(
-            ["tar", "--numeric-owner", "-C", str(rootfs), "-c", "."], check=True, capture_output=True, timeout=300
+            [*as_root, "tar", "--numeric-owner", "--exclude=*.deb", "-C", str(rootfs), "-c", "."],
+            check=True,
+            capture_output=True,
+            timeout=300,
         ).stdout
+        subprocess.run([*as_root, "rm", "-rf", str(rootfs)], check=True, timeout=300)
         docker("import", "-", rootfs_image, input_bytes=archive, timeout_s=600)
         context = Path(work) / "context"
         context.mkdir()
@@ -114,17 +124,12 @@ def _build(reference: str, emulator: Path) -> None:
 
 
 @contextmanager
-def shadowing_aws_base_image(stand_in: str) -> Iterator[None]:
-    """AWS's base image name points at the stand-in inside the block, and back at what it was (or at nothing) after."""
-    previous = image_id(AWS_BASE_IMAGE)
-    docker("tag", stand_in, AWS_BASE_IMAGE, timeout_s=60)
-    try:
+def shadowing_aws_base_image(stand_in: str, *built: str) -> Iterator[None]:
+    """AWS's base image name points at the stand-in inside the block, and back at what it was (or at nothing) after;
+    so do the tags BUILT (the images the block builds on it, under the names a user's own builds use)."""
+    with restoring_tags(AWS_BASE_IMAGE, *built, forget_if_labelled=TEST_DOUBLE_LABEL):
+        docker("tag", stand_in, AWS_BASE_IMAGE, timeout_s=60)
         yield
-    finally:
-        if previous is not None:
-            docker("tag", previous, AWS_BASE_IMAGE, timeout_s=60)
-        else:
-            docker("rmi", "--no-prune", AWS_BASE_IMAGE, timeout_s=60)
 
 
 if __name__ == "__main__":
