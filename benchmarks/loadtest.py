@@ -37,7 +37,7 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
-from lambda_function.server.asgi import RETRY_AFTER_S
+from lambda_function.errors import ServerBusy
 from lambda_function.settings import FetchSettings
 
 REPO_DIR = Path(__file__).resolve().parent.parent
@@ -256,7 +256,7 @@ def main(argv: list[str] | None = None) -> int:
                     slow.statuses[status] += 1
                     slow.latencies_s.append(seconds)
                     if status == 503:  # server_busy: every URL slot is taken; back off as Retry-After says
-                        done.wait(RETRY_AFTER_S)
+                        done.wait(float(ServerBusy.headers["Retry-After"]))
 
             fetchers = [pool.submit(keep_fetching) for _ in range(SLOW_FETCHES)]
             time.sleep(1.0)

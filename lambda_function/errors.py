@@ -8,8 +8,12 @@ a stack trace, a local path or an internal address.
 from __future__ import annotations
 
 from http import HTTPStatus
+from typing import ClassVar
 
 MAX_ERROR_MESSAGE_CHARS = 1000  # whatever a message quotes, an error answer stays small (Lambda allows 6 MB)
+# Headers of every answer, whichever layer makes it (the API, the server's front, its connection rules): a browser
+# must never read a JSON answer, or an error quoting a client's input, as anything but what its Content-Type says.
+ANSWER_HEADERS = {"X-Content-Type-Options": "nosniff"}
 
 
 def error_document(code: str, message: str) -> dict[str, dict[str, str]]:
@@ -25,6 +29,8 @@ class ClassifierError(Exception):
 
     code = "bad_request"
     status = HTTPStatus.BAD_REQUEST
+    # Headers its answer carries besides ANSWER_HEADERS (whichever layer answers it).
+    headers: ClassVar[dict[str, str]] = {}
 
     def __init__(self, message: str) -> None:
         super().__init__(message)
@@ -139,10 +145,11 @@ class NotReady(ClassifierError):
 
 
 class ServerBusy(ClassifierError):
-    """Every slot for URL fetches is taken by slow upstreams; uploads are still served (the server answers with
-    `Retry-After`)."""
+    """Every slot for URL fetches is taken by slow upstreams; uploads are still served (the answer says when to
+    retry)."""
 
     code = "server_busy"
+    headers: ClassVar[dict[str, str]] = {"Retry-After": "1"}
     status = HTTPStatus.SERVICE_UNAVAILABLE
 
 

@@ -22,6 +22,7 @@ from aws_lambda_powertools.metrics import MetricUnit
 from lambda_function.api.powertools_adapter import route_methods
 from lambda_function.api.routes import router
 from lambda_function.errors import (
+    ANSWER_HEADERS,
     BadRequest,
     ClassifierError,
     InvalidBase64,
@@ -51,7 +52,16 @@ def resolve(resolver: ApiGatewayResolver, event: Any, context: Any, deadline: fl
     with request_deadline(deadline if deadline is not None else lambda_deadline(context)):
         response = _resolve_checked(resolver, event, context)
     _count_error_answer(response)
-    return response
+    return _with_answer_headers(response)
+
+
+def _with_answer_headers(response: dict[str, Any]) -> dict[str, Any]:
+    """The response with the headers every answer carries, in the form it already uses (a REST API answer keeps
+    its headers in `multiValueHeaders`)."""
+    if response.get("multiValueHeaders") and not response.get("headers"):
+        added = {name: [value] for name, value in ANSWER_HEADERS.items()}
+        return {**response, "multiValueHeaders": {**added, **response["multiValueHeaders"]}}
+    return {**response, "headers": {**ANSWER_HEADERS, **(response.get("headers") or {})}}
 
 
 def _count_error_answer(response: dict[str, Any]) -> None:

@@ -190,14 +190,19 @@ def health() -> HealthResponse:
     return HealthResponse(status="ok", model=_model_info())
 
 
-def _error(status: int, code: str, message: str) -> Response:
-    return Response(status_code=status, content_type=content_types.APPLICATION_JSON, body=error_document(code, message))
+def _error(status: int, code: str, message: str, headers: dict[str, str] | None = None) -> Response:
+    return Response(
+        status_code=status,
+        content_type=content_types.APPLICATION_JSON,
+        body=error_document(code, message),
+        headers=headers or None,
+    )
 
 
 @router.exception_handler(ClassifierError)
 def handle_classifier_error(error: ClassifierError) -> Response:
     logger.info("request refused", extra={"error_code": error.code, "status": int(error.status)})
-    return _error(error.status, error.code, error.message)
+    return _error(error.status, error.code, error.message, error.headers)
 
 
 # An error answer names at most this many problems (and counts the rest) and this much of a field's name: a body

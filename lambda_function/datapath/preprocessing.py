@@ -224,8 +224,8 @@ def _decode(
     except _DECODE_ERRORS:
         raise UndecodableImage("the image data is corrupt and cannot be decoded") from None
     try:
-        _check_decode_work(image, data)
-        return _to_upright_rgb(image, limits, target_size_px, clock)
+        draftable = _check_decode_work(image, data)
+        return _to_upright_rgb(image, limits, target_size_px, clock, draftable=draftable)
     except ClassifierError:
         image.close()
         raise
@@ -241,7 +241,12 @@ def _decode(
 
 
 def _to_upright_rgb(
-    image: Image.Image, limits: DecodeLimits, target_size_px: tuple[int, int] | None, clock: _DecodeClock
+    image: Image.Image,
+    limits: DecodeLimits,
+    target_size_px: tuple[int, int] | None,
+    clock: _DecodeClock,
+    *,
+    draftable: bool,
 ) -> Image.Image:
     width, height = image.size
     if width * height > limits.max_pixels:
@@ -255,7 +260,7 @@ def _to_upright_rgb(
         wanted = tuple(math.ceil(side * JPEG_DRAFT_OVERSAMPLING) for side in target_size_px)
         if orientation in _ORIENTATIONS_THAT_SWAP_AXES:
             wanted = (wanted[1], wanted[0])
-        if limits.jpeg_draft and image.format in ("JPEG", "MPO"):  # an MPO's first frame is a JPEG
+        if limits.jpeg_draft and draftable:
             image.draft(None, wanted)
     cost = decode_cost_bytes(image, full_size=(width, height))
     if cost > limits.memory_budget_bytes:
@@ -275,13 +280,16 @@ def _to_upright_rgb(
     return rgb
 
 
-def _check_decode_work(image: Image.Image, data: bytes) -> None:
-    """
+def _check_decode_work(image: Image.Image, data: bytes) -> bool:
+    """Whether the image may be decoded at a reduced scale (a JPEG's draft mode): an MPO's first frame is a JPEG,
+    and a lossless JPEG cannot be (libjpeg fails part-way), so it is decoded at full size, within the same memory
+    budget, and shrunk after.
+
     Raises:
         ImageTooComplex: more progressive scans, or TIFF strips and tiles, than the limits above.
     """
     if image.format in ("JPEG", "MPO"):
-        scans = jpeg_scan_count(data, stop_after=MAX_JPEG_SCANS + 1)
+        scans, frame = _walk_jpeg(data, stop_after=MAX_JPEG_SCANS + 1)
         if scans > MAX_JPEG_SCANS:
             raise ImageTooComplex(f"the JPEG has more than {MAX_JPEG_SCANS} scans")
         pixels = image.size[0] * image.size[1]
@@ -290,48 +298,74 @@ def _check_decode_work(image: Image.Image, data: bytes) -> None:
                 f"the JPEG has {scans} scans of {pixels:,} pixels each; at most {MAX_JPEG_SCAN_PIXELS:,} scanned "
                 "pixels in all are decoded"
             )
-    elif image.format == "TIFF":
+        return frame not in _LOSSLESS_FRAME_MARKERS
+    if image.format == "TIFF":
         tags = image.tag_v2  # type: ignore[attr-defined]
         pieces = len(tags.get(_TIFF_STRIP_OFFSETS, ())) + len(tags.get(_TIFF_TILE_OFFSETS, ()))
         if pieces > MAX_TIFF_STRIPS_AND_TILES:
             raise ImageTooComplex(
                 f"the TIFF is cut into {pieces:,} strips or tiles, more than {MAX_TIFF_STRIPS_AND_TILES:,}"
             )
+    return False
 
 
 def jpeg_scan_count(data: bytes, stop_after: int) -> int:
-    """The start-of-scan markers of a JPEG's first image, found by walking its segments (counting stops at
-    `stop_after`). Inside entropy-coded data a 0xFF byte is always followed by 0x00 or a restart marker, so the
-    next real marker is the next 0xFF followed by anything else."""
-    scans, position, end = 0, 2, len(data)
+    """The start-of-scan markers of a JPEG's first image (counting stops at `stop_after`)."""
+    return _walk_jpeg(data, stop_after)[0]
+
+
+def _walk_jpeg(data: bytes, stop_after: int) -> tuple[int, int | None]:
+    """(scans, frame marker) of a JPEG's first image, found by walking its segments as libjpeg reads them (it
+    stops after `stop_after` scans). Bytes where a marker should be are skipped up to the next marker, as libjpeg
+    skips them (with a warning, and decodes on), so junk between segments hides no scan. Inside entropy-coded data
+    a 0xFF byte is followed by 0x00 or a restart marker, so the next real marker is the next 0xFF followed by
+    anything else."""
+    scans, frame, position, end = 0, None, 2, len(data)
     while position + 4 <= end and scans < stop_after:
-        if data[position] != 0xFF:
-            return scans  # not at a marker: malformed; the decoder will say so
+        if data[position] != 0xFF:  # junk between segments: on to the next marker, as libjpeg goes
+            position = _next_marker(data, position, skip_restarts=False)
+            if position < 0:
+                return scans, frame
+            continue
         marker = data[position + 1]
         if marker == 0xFF:  # fill byte
             position += 1
             continue
         if marker == 0xD9:  # end of image
             break
-        if marker in _STANDALONE_MARKERS:
+        if marker in _STANDALONE_MARKERS or marker == 0x00:
             position += 2
             continue
+        if frame is None and marker in _FRAME_MARKERS:
+            frame = marker
         position += 2 + int.from_bytes(data[position + 2 : position + 4], "big")
         if marker == 0xDA:  # start of scan: skip its entropy-coded data to the next marker
             scans += 1
-            while True:
-                position = data.find(b"\xff", position)
-                if position < 0 or position + 1 >= end:
-                    return scans
-                following = data[position + 1]
-                if following == 0x00 or 0xD0 <= following <= 0xD7:
-                    position += 2
-                    continue
-                break
-    return scans
+            position = _next_marker(data, position, skip_restarts=True)
+            if position < 0:
+                return scans, frame
+    return scans, frame
+
+
+def _next_marker(data: bytes, position: int, *, skip_restarts: bool) -> int:
+    """Where the next marker (a 0xFF, not a stuffed 0xFF 0x00, and not a restart marker when `skip_restarts`)
+    starts at or after `position`; -1 if none does."""
+    end = len(data)
+    while True:
+        position = data.find(b"\xff", position)
+        if position < 0 or position + 1 >= end:
+            return -1
+        following = data[position + 1]
+        if following == 0x00 or following == 0xFF or (skip_restarts and 0xD0 <= following <= 0xD7):
+            position += 1 if following == 0xFF else 2
+            continue
+        return position
 
 
 _STANDALONE_MARKERS = frozenset({0x01, 0xD8, *range(0xD0, 0xD8)})
+# Start-of-frame markers: 0xC0 to 0xCF but DHT (0xC4), JPG (0xC8) and DAC (0xCC); the lossless processes among them.
+_FRAME_MARKERS = frozenset(range(0xC0, 0xD0)) - {0xC4, 0xC8, 0xCC}
+_LOSSLESS_FRAME_MARKERS = frozenset({0xC3, 0xC7, 0xCB, 0xCF})
 
 
 def decode_cost_bytes(image: Image.Image, full_size: tuple[int, int]) -> int:

@@ -15,7 +15,7 @@ from aws_lambda_powertools.metrics import MetricUnit
 from lambda_function.datapath.inference import Classifier, Prediction
 from lambda_function.datapath.preprocessing import DecodeLimits, prepare_image
 from lambda_function.datapath.uploads import decode_base64_image
-from lambda_function.errors import DeadlineExceeded
+from lambda_function.errors import DeadlineExceeded, ServerBusy
 from lambda_function.fetching.fetch import Resolver, SafeFetcher, system_resolver
 from lambda_function.observability import logger, record_metric, tracer
 from lambda_function.settings import Settings
@@ -30,13 +30,51 @@ class ClassifiedImage:
     inference_ms: float
 
 
+class Slots:
+    """A count of things in flight with a capacity: taken without waiting, given back from any thread."""
+
+    def __init__(self, capacity: int) -> None:
+        self.capacity = capacity
+        self._taken = 0
+        self._lock = threading.Lock()
+
+    def try_take(self) -> bool:
+        with self._lock:
+            if self._taken >= self.capacity:
+                return False
+            self._taken += 1
+            return True
+
+    def give_back(self) -> None:
+        with self._lock:
+            self._taken -= 1
+
+    @property
+    def free(self) -> int:
+        with self._lock:
+            return self.capacity - self._taken
+
+    @property
+    def full(self) -> bool:
+        return self.free <= 0
+
+
 class BreedService:
     """Classifies images given as bytes, base64 or URL with one loaded model."""
 
-    def __init__(self, settings: Settings, resolver: Resolver = system_resolver, processes: int = 1) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        resolver: Resolver = system_resolver,
+        processes: int = 1,
+        url_fetches: Slots | None = None,
+    ) -> None:
         """`processes`: how many serving processes share the container (the HTTP server's workers; 1 on Lambda
-        and in the CLI), which the memory each may plan on for decoding follows."""
+        and in the CLI), which the memory each may plan on for decoding follows. `url_fetches`: the slots URL
+        fetches take while they download (the HTTP server's, so that slow upstreams cannot hold every thread);
+        None for no limit (Lambda answers one request at a time)."""
         self.settings = settings
+        self.url_fetches = url_fetches
         self.classifier = Classifier(settings.model_path, num_threads=settings.inference_threads)
         self.fetcher = SafeFetcher(settings.fetch, resolver=resolver)
         self._limits = DecodeLimits(
@@ -69,7 +107,23 @@ class BreedService:
 
     @tracer.capture_method(capture_response=False)
     def classify_url(self, url: str, top_k: int, deadline: float | None = None) -> ClassifiedImage:
-        return self.classify_bytes(self.fetcher.fetch(url), top_k, deadline)
+        """Fetch `url` (within the request's `deadline` too) and classify it.
+
+        Raises:
+            ServerBusy: every URL fetch slot is taken; decided here, on the parsed request, without waiting.
+            ClassifierError: as `SafeFetcher.fetch` and `classify_bytes`.
+        """
+        return self.classify_bytes(self._fetch(url, deadline), top_k, deadline)
+
+    def _fetch(self, url: str, deadline: float | None) -> bytes:
+        if self.url_fetches is None:
+            return self.fetcher.fetch(url, deadline)
+        if not self.url_fetches.try_take():
+            raise ServerBusy("the server is busy fetching other URLs; retry in a moment, or send the image itself")
+        try:
+            return self.fetcher.fetch(url, deadline)
+        finally:
+            self.url_fetches.give_back()
 
     def classify_base64(self, encoded: str, top_k: int, deadline: float | None = None) -> ClassifiedImage:
         return self.classify_bytes(decode_base64_image(encoded, self.settings.max_upload_bytes), top_k, deadline)

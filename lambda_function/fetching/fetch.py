@@ -25,6 +25,7 @@ import urllib3
 from urllib3.exceptions import HTTPError, NewConnectionError
 
 from lambda_function.errors import (
+    DeadlineExceeded,
     ImageTooLarge,
     InvalidUrl,
     UpstreamError,
@@ -79,17 +80,29 @@ class SafeFetcher:
         self.settings = settings
         self._resolver = resolver
 
-    def fetch(self, url: str) -> bytes:
-        """Download `url`, following at most `max_redirects` redirects, each re-checked.
+    def fetch(self, url: str, deadline: float | None = None) -> bytes:
+        """Download `url`, following at most `max_redirects` redirects, each re-checked, within the fetch's own
+        time (`total_timeout_s`) and the request's `deadline` (`time.monotonic()`), whichever ends first.
 
         Raises:
             InvalidUrl: the URL cannot be parsed.
             UrlNotAllowed: scheme, credentials, port or a resolved address is not allowed.
             ImageTooLarge: the body exceeds the byte cap.
-            UpstreamTimeout: a deadline passed.
+            UpstreamTimeout: the fetch's own time ran out.
+            DeadlineExceeded: the request's deadline passed first.
             UpstreamError: the host could not be resolved or reached, or answered with an error.
         """
-        with Watchdog(time.monotonic() + self.settings.total_timeout_s) as watchdog:
+        own_end = time.monotonic() + self.settings.total_timeout_s
+        ends_first = own_end if deadline is None else min(own_end, deadline)
+        try:
+            return self._fetch_until(url, ends_first)
+        except UpstreamTimeout:
+            if deadline is not None and deadline < own_end and time.monotonic() >= deadline:
+                raise DeadlineExceeded("the request's deadline passed while its image was being fetched") from None
+            raise
+
+    def _fetch_until(self, url: str, end: float) -> bytes:
+        with Watchdog(end) as watchdog:
             current_url = url
             for hop in range(self.settings.max_redirects + 1):
                 target = self._check_hop(current_url, hop)

@@ -33,19 +33,22 @@ from typing import Any
 from lambda_function.api.gateway import http_api_event, resolve
 from lambda_function.api.powertools_adapter import ConcurrentHttpResolver
 from lambda_function.api.routes import router
+from lambda_function.datapath.service import Slots
 from lambda_function.errors import (
+    ANSWER_HEADERS,
     ClassifierError,
     DeadlineExceeded,
     NotReady,
     RequestTimeout,
     RequestTooLarge,
-    ServerBusy,
     error_document,
 )
 from lambda_function.observability import logger
 from lambda_function.settings import ServerSettings
 
 Scope = MutableMapping[str, Any]
+# ANSWER_HEADERS as ASGI and the connection rules write them.
+RAW_ANSWER_HEADERS = [(name.lower().encode(), value.encode()) for name, value in ANSWER_HEADERS.items()]
 Message = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
@@ -66,40 +69,6 @@ class ClientDisconnected(Exception):
     """The client went away before its request body arrived; there is nobody to answer."""
 
 
-# A request body this small that names a `url` field is a URL request (an upload is the image itself, in base64).
-URL_REQUEST_MAX_BYTES = 64 * 1024
-RETRY_AFTER_S = 1
-
-
-class Slots:
-    """A count of things in flight with a capacity: taken on the event loop, given back from any thread."""
-
-    def __init__(self, capacity: int) -> None:
-        self.capacity = capacity
-        self._taken = 0
-        self._lock = threading.Lock()
-
-    def try_take(self) -> bool:
-        with self._lock:
-            if self._taken >= self.capacity:
-                return False
-            self._taken += 1
-            return True
-
-    def give_back(self) -> None:
-        with self._lock:
-            self._taken -= 1
-
-    @property
-    def full(self) -> bool:
-        with self._lock:
-            return self._taken >= self.capacity
-
-
-def is_url_request(body: bytes) -> bool:
-    return len(body) <= URL_REQUEST_MAX_BYTES and b'"url"' in body
-
-
 class BreedServerApp:
     """An ASGI application serving the API of `lambda_function.api.routes`.
 
@@ -109,13 +78,12 @@ class BreedServerApp:
             ASGI lifespan start-up, so that a broken model fails the worker's boot, not its first request.
     """
 
-    def __init__(self, settings: ServerSettings, start_service: Callable[[], object]) -> None:
+    def __init__(self, settings: ServerSettings, start_service: Callable[[], object], url_fetches: Slots) -> None:
         self.settings = settings
         self._start_service = start_service
         self._pool = ThreadPoolExecutor(max_workers=settings.threads_per_worker, thread_name_prefix="request")
-        # URL requests may hold only some of the pool's threads (each may wait on a slow upstream until the fetch
-        # deadline); the others are left for uploads.
-        self._url_slots = Slots(settings.max_url_fetches or settings.threads_per_worker)
+        # The service's URL fetch slots (BreedService.url_fetches): readiness reports them full.
+        self.url_fetches = url_fetches
         self._resolvers = threading.local()
         self.ready = False
         self.draining = False
@@ -203,7 +171,7 @@ class BreedServerApp:
         )
 
     def _readiness(self) -> HttpResponse:
-        if self.ready and not self.draining and not self._url_slots.full:
+        if self.ready and not self.draining and not self.url_fetches.full:
             return json_response(200, {"status": "ready"})
         state = "draining" if self.draining else ("starting" if not self.ready else "saturated with URL fetches")
         return error_response(NotReady(f"the server is {state}; send the request to another instance"))
@@ -224,17 +192,9 @@ class BreedServerApp:
         event = event_of(scope, body, request_id)
         if scope["method"] in LOOP_METHODS:
             return self._resolve(event)
-        holds_url_slot = is_url_request(body)
-        if holds_url_slot and not self._url_slots.try_take():
-            response = error_response(
-                ServerBusy("the server is busy fetching other URLs; retry in a moment, or send the image itself")
-            )
-            response.headers.append((b"retry-after", str(RETRY_AFTER_S).encode()))
-            return response
         # The work stops at the same deadline (loop.time() is time.monotonic()): it gives its compute slot back
         # instead of finishing a decode for a client that was already answered.
-        resolve_in_thread = self._resolve_holding_slot if holds_url_slot else self._resolve
-        work = loop.run_in_executor(self._pool, resolve_in_thread, event, deadline)
+        work = loop.run_in_executor(self._pool, self._resolve, event, deadline)
         try:
             async with asyncio.timeout_at(deadline):
                 return await work
@@ -242,14 +202,6 @@ class BreedServerApp:
             # A request still queued is dropped; one running stops at its next step (a fetch within its own
             # deadline, a decode at its next read).
             return error_response(DeadlineExceeded(f"the service could not answer within {seconds}"))
-
-    def _resolve_holding_slot(self, event: dict[str, Any], deadline: float | None = None) -> HttpResponse:
-        """`_resolve` for a URL request; its slot is given back when the work ends, not when the request's
-        deadline answers the client, so the slots count the threads that slow upstreams really hold."""
-        try:
-            return self._resolve(event, deadline)
-        finally:
-            self._url_slots.give_back()
 
     def _resolve(self, event: dict[str, Any], deadline: float | None = None) -> HttpResponse:
         """Answer an API Gateway HTTP API event with this thread's resolver (the Lambda function's code path)."""
@@ -322,9 +274,17 @@ def json_response(status: int, document: object) -> HttpResponse:
     return HttpResponse(status, json.dumps(document).encode(), [(b"content-type", b"application/json")])
 
 
+def _missing_answer_headers(response: HttpResponse) -> list[tuple[bytes, bytes]]:
+    """The headers every answer carries (`ANSWER_HEADERS`) that `response` has not set itself."""
+    present = {name for name, _ in response.headers}
+    return [(name, value) for name, value in RAW_ANSWER_HEADERS if name not in present]
+
+
 def error_response(error: ClassifierError) -> HttpResponse:
     """A refusal the front makes itself, in the API's error shape (`lambda_function.api.routes`)."""
-    return json_response(int(error.status), error_document(error.code, error.message))
+    response = json_response(int(error.status), error_document(error.code, error.message))
+    response.headers += [(name.lower().encode(), value.encode()) for name, value in error.headers.items()]
+    return response
 
 
 async def send_response(send: Send, response: HttpResponse, *, head_only: bool) -> None:
@@ -334,6 +294,7 @@ async def send_response(send: Send, response: HttpResponse, *, head_only: bool) 
     length = stated[0] if head_only and stated else str(len(response.body)).encode()
     headers = [
         *((name, value) for name, value in response.headers if name != b"content-length"),
+        *_missing_answer_headers(response),
         (b"content-length", length),
     ]
     await send({"type": "http.response.start", "status": response.status, "headers": headers})

@@ -5,8 +5,9 @@ for them, and a graceful close while a client is still sending.
 headers are complete: one connection streaming an endless header line grew a worker by 2.2 GB, a 200 MB header
 value cost 44 s of CPU, and connections dripping a header byte every 10 s stayed open (gunicorn's
 `limit_request_*` settings do not reach uvicorn workers). Here the bytes received before the headers end are
-counted as they arrive, and so are the header lines; past `max_header_bytes` or `max_header_count` the request
-gets 431 `request_header_too_large` and the connection is closed. A connection that has not completed a
+counted as they arrive, and so is what the parser makes of them (the request line and each header as it is
+complete: headers that arrive in one read are counted too); past `max_header_bytes` or `max_header_count` the
+request gets 431 `request_header_too_large` and the connection is closed. A connection that has not completed a
 request's headers within `header_timeout_s` of opening (or of its last answer) is closed.
 
 **Lingering close.** The server refuses an oversized body (413) as soon as it knows, without reading the rest,
@@ -28,7 +29,8 @@ from typing import Any
 
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
-from lambda_function.errors import RequestHeaderTooLarge, error_document
+from lambda_function.errors import BadRequest, ClassifierError, RequestHeaderTooLarge, error_document
+from lambda_function.server.asgi import RAW_ANSWER_HEADERS
 from lambda_function.settings import ServerSettings
 
 LINGER_S = 5.0  # at most this long after the answer, a refused client's remaining body is read and dropped
@@ -50,6 +52,7 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         self.drained_bytes = 0
         self._headers_done = False
         self._header_bytes = 0
+        self._parsed_header_bytes = 0
         self._header_count = 0
         self._refusal: str | None = None
         self._header_timer: asyncio.TimerHandle | None = None
@@ -76,13 +79,28 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         super().on_message_begin()
         self._headers_done = False
         self._header_count = 0
+        self._parsed_header_bytes = 0
+
+    def on_url(self, url: bytes) -> None:
+        self._count_parsed(len(url))
+        super().on_url(url)
 
     def on_header(self, name: bytes, value: bytes) -> None:
         self._header_count += 1
         if self._header_count > self.limits.max_header_count:
             self._refusal = f"the request has more than {self.limits.max_header_count} header lines"
             raise _HeadersRefused
+        self._count_parsed(len(name) + len(value) + 4)  # "name: value\r\n"
         super().on_header(name, value)
+
+    def _count_parsed(self, size: int) -> None:
+        """The request line and headers as the parser hands them over: a limit that holds however the bytes
+        arrived, a whole request in one read included (the count of raw bytes sees only reads that end before
+        the headers do)."""
+        self._parsed_header_bytes += size
+        if self._parsed_header_bytes > self.limits.max_header_bytes:
+            self._refusal = f"the request headers are over {self.limits.max_header_bytes:,} bytes"
+            raise _HeadersRefused
 
     def on_headers_complete(self) -> None:
         self._headers_done = True
@@ -96,10 +114,13 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         self._start_header_timer()  # the next request's headers get the same deadline
 
     def send_400_response(self, msg: str) -> None:
-        if self._refusal is not None:  # a header limit stopped the parser: answer 431, not uvicorn's 400
+        """A request the parser refused: 431 when a header limit stopped it, otherwise 400 in the API's error shape
+        (uvicorn's own is plain text without the headers every answer carries)."""
+        if self._refusal is not None:
             self._refuse(self._refusal)
             return
-        super().send_400_response(msg)
+        self._cancel_header_timer()
+        self._answer_and_close(BadRequest(f"the request is not valid HTTP/1.1: {msg}"))
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._cancel_header_timer()
@@ -108,13 +129,19 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
     def _refuse(self, message: str) -> None:
         self._refusal = message
         self._cancel_header_timer()
-        error = RequestHeaderTooLarge(message)
+        self._answer_and_close(RequestHeaderTooLarge(message))
+
+    def _answer_and_close(self, error: ClassifierError) -> None:
+        """Answer `error` in the API's error shape, with the headers every answer carries, and close."""
         body = json.dumps(error_document(error.code, error.message)).encode()
-        head = (
-            f"HTTP/1.1 {int(error.status)} Request Header Fields Too Large\r\ncontent-type: application/json\r\n"
-            f"content-length: {len(body)}\r\nconnection: close\r\n\r\n"
-        ).encode()
-        self.transport.write(head + body)
+        head = [
+            f"HTTP/1.1 {int(error.status)} {error.status.phrase}".encode(),
+            b"content-type: application/json",
+            *(name + b": " + value for name, value in RAW_ANSWER_HEADERS),
+            f"content-length: {len(body)}".encode(),
+            b"connection: close",
+        ]
+        self.transport.write(b"\r\n".join(head) + b"\r\n\r\n" + body)
         self.transport.close()
 
     def _start_header_timer(self) -> None:

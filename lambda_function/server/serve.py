@@ -26,7 +26,7 @@ from uvicorn.server import Server
 from uvicorn_worker import UvicornWorker
 
 from lambda_function.datapath.inference import Classifier
-from lambda_function.datapath.service import BreedService, install_service
+from lambda_function.datapath.service import BreedService, Slots, install_service
 from lambda_function.server.asgi import BreedServerApp
 from lambda_function.server.http_protocol import protocol_for
 from lambda_function.settings import DEFAULT_HOST, DEFAULT_PORT, Settings
@@ -36,11 +36,16 @@ WORKER_HEARTBEAT_TIMEOUT_S = 60
 
 
 def create_app(settings: Settings) -> BreedServerApp:
-    """The ASGI application of one worker: it loads its own model at lifespan start-up."""
-    workers = settings.server.workers
-    return BreedServerApp(
-        settings.server, start_service=lambda: install_service(BreedService(settings, processes=workers))
-    )
+    """The ASGI application of one worker: it loads its own model at lifespan start-up. URL requests may hold
+    only some of the worker's threads (each may wait on a slow upstream until the fetch deadline); the others are
+    left for uploads."""
+    server = settings.server
+    url_fetches = Slots(server.max_url_fetches or server.threads_per_worker)
+
+    def start_service() -> None:
+        install_service(BreedService(settings, processes=server.workers, url_fetches=url_fetches))
+
+    return BreedServerApp(server, start_service=start_service, url_fetches=url_fetches)
 
 
 class QuickQuitUvicornWorker(UvicornWorker):

@@ -12,6 +12,8 @@ import signal
 import socket
 import threading
 import time
+import urllib.error
+import urllib.request
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -44,6 +46,18 @@ def server(service_env: dict[str, str]) -> Iterator[ServerProcess]:
 
 def upload(path: Path) -> dict[str, str]:
     return {"image": base64.b64encode(path.read_bytes()).decode()}
+
+
+def post_json_bytes(base_url: str, body: bytes) -> tuple[int, str | None, str]:
+    """POST `body` as it is to /predict: the status, the Retry-After header and the error code (or "")."""
+    request = urllib.request.Request(
+        f"{base_url}/predict", data=body, method="POST", headers={"Content-Type": "application/json"}
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=30) as response:
+            return response.status, response.headers.get("Retry-After"), ""
+    except urllib.error.HTTPError as error:
+        return error.code, error.headers.get("Retry-After"), json.loads(error.read())["error"]["code"]
 
 
 def raw_exchange(base_url: str, head: bytes, body_chunks: Iterator[bytes] | None = None) -> tuple[int, dict, int]:
@@ -223,6 +237,14 @@ def test_when_the_url_fetch_slots_are_full_a_url_gets_a_fast_503_and_uploads_are
         started = time.monotonic()
         refused = call(busy_server.base_url, "POST", "/predict", {"url": host.url("/slow.jpg")})
         refused_after = time.monotonic() - started
+        # The same request however it is spelled: an escaped key, 70 KB of padding, another key order.
+        url = json.dumps(host.url("/slow.jpg"))
+        spellings = [
+            '{"\\u0075rl": ' + url + "}",
+            '{"url": ' + url + " " * 70_000 + "}",
+            '{"top_k": 3, "url": ' + url + "}",
+        ]
+        respelled = [post_json_bytes(busy_server.base_url, body.encode()) for body in spellings]
         readiness = call(busy_server.base_url, "GET", "/readyz")
         uploads = [call(busy_server.base_url, "POST", "/predict", upload(p))[0] for p in CAT_PHOTOS[:3]]
         results = [future.result(timeout=30)[0] for future in slow]
@@ -230,6 +252,7 @@ def test_when_the_url_fetch_slots_are_full_a_url_gets_a_fast_503_and_uploads_are
 
     assert refused[0] == 503 and refused[1]["error"]["code"] == "server_busy"
     assert refused_after < 2  # at once, not after a slow fetch's deadline
+    assert [(status, retry_after, code) for status, retry_after, code in respelled] == [(503, "1", "server_busy")] * 3
     assert readiness[0] == 503  # saturated: the load balancer sends traffic elsewhere
     assert uploads == [200] * 3
     assert results == [504] * 4
@@ -631,3 +654,74 @@ def test_the_server_answers_as_its_openapi_document_says(case, server):
     )
 
     assert response.status_code != 500, response.text
+
+
+def _answer_head(base_url: str, request: bytes) -> bytes:
+    """The status line and headers of the server's answer to a hand-written request."""
+    address = urlsplit(base_url)
+    with socket.create_connection((address.hostname, address.port), timeout=30) as connection:
+        connection.sendall(request)
+        answer = b""
+        while b"\r\n\r\n" not in answer:
+            data = connection.recv(65536)
+            if not data:
+                break
+            answer += data
+    return answer.partition(b"\r\n\r\n")[0]
+
+
+@pytest.mark.parametrize(
+    "request_bytes",
+    [
+        b"GET /livez HTTP/1.1\r\nHost: t\r\n\r\n",
+        b"GET /readyz HTTP/1.1\r\nHost: t\r\n\r\n",
+        b"GET /health HTTP/1.1\r\nHost: t\r\n\r\n",
+        b"HEAD / HTTP/1.1\r\nHost: t\r\n\r\n",
+        b"GET /nowhere HTTP/1.1\r\nHost: t\r\n\r\n",
+        b"POST /predict HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\nContent-Length: 1\r\n\r\n{",
+        f"POST /predict HTTP/1.1\r\nHost: t\r\nContent-Length: {MAX_REQUEST_BYTES + 1}\r\n\r\n".encode(),
+        b"GET / HTTP/1.1\r\nHost: t\r\n" + b"".join(b"X-%d: 1\r\n" % n for n in range(200)) + b"\r\n",
+        b"NOT HTTP AT ALL\x00\r\n\r\n",
+    ],
+    ids=["livez", "readyz", "health", "head-page", "404", "bad-json", "413", "431", "400-unparsable"],
+)
+def test_every_answer_of_the_server_tells_browsers_not_to_sniff_its_type(server, request_bytes):
+    head = _answer_head(server.base_url, request_bytes)
+    headers = [line.lower() for line in head.split(b"\r\n")[1:]]
+
+    assert headers.count(b"x-content-type-options: nosniff") == 1, head
+
+
+def test_a_url_request_answered_504_stops_its_fetch_and_frees_its_slot_at_once(service_env):
+    """One deadline per request: the fetch stops at the request's deadline (3 s here), not at its own (8 s), so
+    its thread and its URL slot are free when the client gets the 504."""
+    env = {**service_env, **SERVER_ENV, "SERVER_THREADS_PER_WORKER": "2", "SERVER_MAX_URL_FETCHES": "1"}
+    env.update(SERVER_REQUEST_DEADLINE_S="3", FETCH_TOTAL_TIMEOUT_S="8", SERVER_GRACEFUL_TIMEOUT_S="12")
+    slow_photo = http_server.drip(CAT_PHOTOS[0].read_bytes(), interval_s=0.05, max_duration_s=15)
+    with http_server.running({"/slow.jpg": slow_photo}) as host, running_server(env) as busy_server:
+        timed_out = call(busy_server.base_url, "POST", "/predict", {"url": host.url("/slow.jpg")})
+        readiness = call(busy_server.base_url, "GET", "/readyz")[0]
+        next_fetch = call(busy_server.base_url, "POST", "/predict", {"url": host.url("/missing.jpg")})
+
+    assert (timed_out[0], timed_out[1]["error"]["code"]) == (504, "deadline_exceeded")
+    assert readiness == 200  # the slot is free: no fetch is left running for an answered request
+    assert next_fetch[0] == 502  # fetched (the host answers 404), not refused with 503 server_busy
+
+
+MANY_MIDDLING_HEADERS = b"".join(b"X-%02d: %b\r\n" % (n, b"b" * 700) for n in range(50))
+
+
+@pytest.mark.parametrize(
+    "request_bytes",
+    [
+        b"GET /health HTTP/1.1\r\nHost: t\r\nX-Big: " + b"a" * 33_000 + b"\r\n\r\n",
+        b"GET /health HTTP/1.1\r\nHost: t\r\nX-Big: " + b"a" * 60_000 + b"\r\n\r\n",
+        b"GET /health?" + b"q" * 40_000 + b" HTTP/1.1\r\nHost: t\r\n\r\n",
+        b"GET /health HTTP/1.1\r\nHost: t\r\n" + MANY_MIDDLING_HEADERS + b"\r\n",
+    ],
+    ids=["33 KB header", "60 KB header", "40 KB URL", "50 headers of 700 bytes"],
+)
+def test_headers_over_the_limit_get_431_even_when_the_whole_request_arrives_in_one_read(server, request_bytes):
+    head = _answer_head(server.base_url, request_bytes)
+
+    assert head.startswith(b"HTTP/1.1 431 "), head[:200]

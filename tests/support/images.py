@@ -61,6 +61,16 @@ def progressive_jpeg_with_repeated_scans(repeats: int, side_px: int = 512) -> by
     return data[:end] + data[last_scan:end] * repeats + data[end:]
 
 
+def with_junk_between_segments(data: bytes, junk: bytes, where: str) -> bytes:
+    """A JPEG with `junk` where a marker should be: after its APP0 segment, or before every scan. libjpeg skips
+    such bytes to the next marker (with a warning) and decodes the rest."""
+    if where == "after APP0":
+        app0 = data.index(b"\xff\xe0")
+        end = app0 + 2 + int.from_bytes(data[app0 + 2 : app0 + 4], "big")
+        return data[:end] + junk + data[end:]
+    return data.replace(b"\xff\xda", junk + b"\xff\xda")
+
+
 EPS_BYTES = (
     b"%!PS-Adobe-3.0 EPSF-3.0\n%%BoundingBox: 0 0 100 100\nnewpath 0 0 moveto 100 100 lineto stroke showpage\n%%EOF\n"
 )

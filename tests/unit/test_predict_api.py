@@ -630,3 +630,25 @@ def test_each_answer_is_counted_for_the_dashboard_a_prediction_or_an_error_under
         for metric in directive["Metrics"]
     }
     assert {"Predictions", "ErrorCode_invalid_base64", "ErrorCode_method_not_allowed"} <= recorded
+
+
+@pytest.mark.parametrize(
+    "event",
+    [
+        load_event("predict-base64.json"),
+        load_event("health-httpapi.json"),
+        load_event("page-httpapi.json"),
+        load_event("bad-request.json"),
+        http_api_event("GET", "/breeds"),
+        http_api_event("HEAD", "/health"),
+        http_api_event("DELETE", "/predict"),
+        http_api_event("POST", "/predict", {"image": "not base64!"}),
+        {"not": "an API Gateway event"},
+    ],
+    ids=["predict", "health", "page", "malformed", "breeds", "head", "method", "bad-image", "not-an-event"],
+)
+def test_every_answer_tells_browsers_not_to_sniff_its_type(handler, lambda_context, event):
+    response = handler.lambda_handler(event, lambda_context)
+    headers = response.get("headers") or {name: values[0] for name, values in response["multiValueHeaders"].items()}
+
+    assert headers["X-Content-Type-Options"] == "nosniff", response

@@ -8,13 +8,20 @@ import io
 import subprocess
 import sys
 import time
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
 import pytest
 from PIL import Image
 
-from lambda_function.datapath.preprocessing import DecodeLimits, decode_image, jpeg_scan_count, prepare_image
+from lambda_function.datapath.preprocessing import (
+    RESAMPLING,
+    DecodeLimits,
+    decode_image,
+    jpeg_scan_count,
+    prepare_image,
+)
 from lambda_function.errors import (
     DeadlineExceeded,
     ImageTooComplex,
@@ -32,6 +39,7 @@ from tests.support.images import (
     photo,
     png_declaring,
     progressive_jpeg_with_repeated_scans,
+    with_junk_between_segments,
 )
 
 SIZE = (TEST_INPUT_SIZE_PX, TEST_INPUT_SIZE_PX)
@@ -297,6 +305,35 @@ def test_a_progressive_jpeg_with_thousands_of_scans_is_refused_before_decoding()
         decode_image(data, LIMITS)
 
     assert time.perf_counter() - started < 1  # refused from the markers, not after decoding 5,000 scans
+
+
+@pytest.mark.parametrize("where", ["after APP0", "before every scan"])
+@pytest.mark.parametrize("junk", [b"\x00", b"\x00" * 7, b"\x12\xff\x00\x34"], ids=["one-byte", "bytes", "stuffed"])
+def test_junk_where_a_marker_should_be_hides_no_scan_from_the_limits(junk, where):
+    """libjpeg skips such bytes to the next marker and decodes on: the scans behind them are counted all the same."""
+    readable = with_junk_between_segments(progressive_jpeg_with_repeated_scans(3), junk, where)
+    hostile = progressive_jpeg_with_repeated_scans(1500)
+    hidden = with_junk_between_segments(hostile, junk, where)
+
+    assert Image.open(io.BytesIO(readable)).convert("RGB").size == (512, 512)  # what libjpeg makes of it
+    assert jpeg_scan_count(hidden, stop_after=10_000) == jpeg_scan_count(hostile, stop_after=10_000) > 1500
+    with pytest.raises(ImageTooComplex):
+        decode_image(hidden, LIMITS)
+
+
+LOSSLESS_JPEG = REPO_DIR / "tests" / "support" / "data" / "lossless-320x240.jpg"
+
+
+@pytest.mark.parametrize("jpeg_draft", [True, False])
+def test_a_lossless_jpeg_decodes_at_full_size_as_pillow_decodes_it(jpeg_draft):
+    """libjpeg cannot decode a lossless JPEG (SOF3) at a reduced scale: it is decoded whole and shrunk after."""
+    data = LOSSLESS_JPEG.read_bytes()
+    expected = np.asarray(Image.open(io.BytesIO(data)).convert("RGB").resize((64, 48), RESAMPLING))
+
+    pixels = prepare_image(data, (64, 48), replace(LIMITS, jpeg_draft=jpeg_draft))
+
+    assert pixels.shape == (48, 64, 3)
+    assert np.abs(pixels.astype(int) - expected.astype(int)).mean() < 2
 
 
 def test_a_progressive_jpeg_as_encoders_write_it_decodes():

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import ipaddress
+import time
 from collections.abc import Callable
 from dataclasses import replace
 from typing import Any
 
 import pytest
 
-from lambda_function.errors import ImageTooLarge, UpstreamError
+from lambda_function.errors import DeadlineExceeded, ImageTooLarge, UpstreamError, UpstreamTimeout
 from lambda_function.fetching.fetch import SafeFetcher, system_resolver
 from lambda_function.settings import FetchSettings
 from tests.conftest import CAT_PHOTOS, parsed_body, rest_event
@@ -268,3 +269,21 @@ def test_a_fast_flood_of_interim_answers_is_refused_at_the_cap_not_waited_out():
         elapsed = time.monotonic() - started
 
     assert elapsed < MAX_INTERIM_ANSWERS * 0.01 + 5  # the cap ended it, not the 10 s deadline
+
+
+@pytest.mark.parametrize(
+    "dripping",
+    [http_server.drip(CAT_PHOTOS[0].read_bytes(), interval_s=0.05), http_server.drip_headers(interval_s=0.05)],
+    ids=["body", "headers"],
+)
+def test_a_fetch_stops_at_the_requests_deadline_when_it_comes_before_its_own(dripping):
+    """One deadline per request: the request's, when it is the nearer, ends the fetch (504 deadline_exceeded);
+    otherwise the fetch's own does (504 upstream_timeout)."""
+    fetcher = SafeFetcher(replace(STRICT, allow_loopback=True, total_timeout_s=5))
+    with http_server.running({"/slow.jpg": dripping}) as host:
+        with pytest.raises(DeadlineExceeded):
+            fetcher.fetch(host.url("/slow.jpg"), deadline=time.monotonic() + 0.3)
+        with pytest.raises(UpstreamTimeout):
+            SafeFetcher(replace(STRICT, allow_loopback=True, total_timeout_s=0.3, connect_timeout_s=0.3)).fetch(
+                host.url("/slow.jpg"), deadline=time.monotonic() + 60
+            )
