@@ -99,6 +99,17 @@ def test_the_security_pages_table_of_request_limits_states_the_settings_defaults
     assert len(checked) >= 7
 
 
+def test_the_security_page_states_the_fixed_limits_of_a_requests_json():
+    from lambda_function.api import gateway
+
+    page = (REPO_DIR / "docs" / "security.md").read_text()
+    stated = dict(re.findall(r"`(MAX_[A-Z_]+)` \((\d[\d,]*)\)", page))
+
+    assert set(stated) >= {"MAX_JSON_SKELETON_CHARS", "MAX_JSON_DEPTH", "MAX_JSON_FIELDS", "MAX_INTEGER_DIGITS"}
+    for name, figure in stated.items():
+        assert int(figure.replace(",", "")) == getattr(gateway, name), name
+
+
 def test_the_kubernetes_pages_limits_state_the_settings_defaults():
     defaults = setting_defaults()
     page = (REPO_DIR / "docs" / "kubernetes.md").read_text()

@@ -652,3 +652,38 @@ def test_every_answer_tells_browsers_not_to_sniff_its_type(handler, lambda_conte
     headers = response.get("headers") or {name: values[0] for name, values in response["multiValueHeaders"].items()}
 
     assert headers["X-Content-Type-Options"] == "nosniff", response
+
+
+COSTLY_SHAPES = {
+    "empty objects": '{"x": [' + ",".join(["{}"] * 1_000_000) + "]}",
+    "empty arrays": "[" + ",".join(["[]"] * 1_000_000) + "]",
+    "numbers": '{"top_k": 5, "image": "aGVsbG8=", "n": [' + ",".join(["1"] * 1_000_000) + "]}",
+    "nulls in an object": '{"url": null, ' + ", ".join(f'"{i}": null' for i in range(200_000)) + "}",
+}
+
+
+@pytest.mark.parametrize("body", COSTLY_SHAPES.values(), ids=COSTLY_SHAPES.keys())
+def test_a_body_with_more_structure_than_a_request_is_refused_from_its_bytes(handler, lambda_context, body):
+    """Megabytes of containers or values cost hundreds of MB once parsed; they are refused before any is built."""
+    import tracemalloc
+
+    event = raw_request("httpapi", body)
+    tracemalloc.start()
+    try:
+        response = handler.lambda_handler(event, lambda_context)
+        _, peak_bytes = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+
+    assert error_of(response) == (400, "bad_request")
+    assert "structure" in parsed_body(response)["error"]["message"]
+    assert peak_bytes < 4 * len(body) + 20_000_000  # linear in the bytes: no objects built for the values
+
+
+def test_whitespace_and_escapes_do_not_count_as_structure(handler, lambda_context):
+    photo = base64.b64encode(CAT_PHOTOS[0].read_bytes()).decode()
+    body = '{\n  "image" :  "' + photo + '",' + " " * 100_000 + '"top_k": 2, "\\u0074op_k": 2\n}'
+
+    response = handler.lambda_handler(raw_request("httpapi", body), lambda_context)
+
+    assert response["statusCode"] == 200, response["body"][:300]
