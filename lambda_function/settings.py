@@ -112,6 +112,9 @@ class ServerSettings:
     max_header_bytes: int = 32 * 1024
     max_header_count: int = 100
     header_timeout_s: float = 10.0
+    # A connection whose answers stay unread this long (the socket's buffers full) is aborted: a client that sends
+    # pipelined requests and never reads holds nothing longer.
+    write_timeout_s: float = 10.0
     max_request_bytes: int = DEFAULT_MAX_REQUEST_BYTES
     request_deadline_s: float = 14.0
     # After SIGTERM, /readyz answers 503 this long before the worker stops accepting connections, so that the
@@ -230,6 +233,7 @@ def _server_settings(env: Mapping[str, str]) -> ServerSettings:
         max_header_bytes=_number(env, "SERVER_MAX_HEADER_BYTES", default.max_header_bytes, int, minimum=1024),
         max_header_count=_number(env, "SERVER_MAX_HEADERS", default.max_header_count, int, minimum=8),
         header_timeout_s=_number(env, "SERVER_HEADER_TIMEOUT_S", default.header_timeout_s, float, minimum=0.1),
+        write_timeout_s=_number(env, "SERVER_WRITE_TIMEOUT_S", default.write_timeout_s, float, minimum=0.1),
         max_request_bytes=_number(env, "SERVER_MAX_REQUEST_BYTES", default.max_request_bytes, int),
         request_deadline_s=_number(env, "SERVER_REQUEST_DEADLINE_S", default.request_deadline_s, float, minimum=0.1),
         drain_s=_number(env, "SERVER_DRAIN_S", default.drain_s, float, minimum=0),

@@ -725,3 +725,72 @@ def test_headers_over_the_limit_get_431_even_when_the_whole_request_arrives_in_o
     head = _answer_head(server.base_url, request_bytes)
 
     assert head.startswith(b"HTTP/1.1 431 "), head[:200]
+
+
+# Pipelining
+
+
+def established_connections(port: int) -> int:
+    """The server side's established TCP connections on `port` (from /proc/net/tcp and tcp6)."""
+    count = 0
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        for line in Path(table).read_text().splitlines()[1:]:
+            local, state = line.split()[1], line.split()[3]
+            count += int(local.rsplit(":", 1)[1], 16) == port and state == "01"
+    return count
+
+
+def test_clients_that_pipeline_and_never_read_hold_little_memory_and_are_aborted(service_env):
+    """100 connections each send 64 KB of pipelined requests (2,000 of them) and never read an answer."""
+    env = {**service_env, **SERVER_ENV, "SERVER_WRITE_TIMEOUT_S": "2"}
+    pipelined = b"GET /livez HTTP/1.1\r\nHost: t\r\n\r\n" * 2000
+    with running_server(env) as busy_server:
+        port = urlsplit(busy_server.base_url).port
+        before_mb = worker_rss_mb(busy_server.process.pid)
+        connections = []
+        try:
+            for _ in range(100):
+                connection = socket.create_connection(("127.0.0.1", port), timeout=5)
+                connection.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+                connection.setblocking(False)
+                with contextlib.suppress(BlockingIOError):
+                    connection.send(pipelined)
+                connections.append(connection)
+            time.sleep(1)  # the worker parses what it was sent
+            during_mb = worker_rss_mb(busy_server.process.pid)
+            live = call(busy_server.base_url, "GET", "/livez", timeout=5)[0]
+            wait_until(lambda: established_connections(port) == 0, timeout_s=20, what="the unread connections aborted")
+        finally:
+            for connection in connections:
+                connection.close()
+
+    assert live == 200
+    assert during_mb - before_mb < 50, (before_mb, during_mb)  # 10 MB here; 117 MB and growing before the bound
+
+
+def test_a_pipelined_request_that_runs_past_the_header_deadline_still_gets_its_answer(service_env):
+    env = {**service_env, **SERVER_ENV, "SERVER_HEADER_TIMEOUT_S": "1.5", "FETCH_TOTAL_TIMEOUT_S": "8"}
+    photo = CAT_PHOTOS[0].read_bytes()
+    with (
+        http_server.running({"/slow.jpg": http_server.slowly(photo, duration_s=3)}) as host,
+        running_server(env) as slow_server,
+    ):
+        body = json.dumps({"url": host.url("/slow.jpg")}).encode()
+        address = urlsplit(slow_server.base_url)
+        with socket.create_connection((address.hostname, address.port), timeout=30) as connection:
+            connection.sendall(
+                b"GET /health HTTP/1.1\r\nHost: t\r\n\r\n"
+                b"POST /predict HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\n"
+                + f"Content-Length: {len(body)}\r\n\r\n".encode()
+                + body
+            )
+            received = b""
+            with contextlib.suppress(ConnectionResetError):
+                while received.count(b"HTTP/1.1 ") < 2 or not received.rstrip().endswith(b"}"):
+                    data = connection.recv(65536)
+                    if not data:
+                        break
+                    received += data
+
+    statuses = [int(part.split(b" ", 1)[0]) for part in received.split(b"HTTP/1.1 ")[1:]]
+    assert statuses == [200, 200], received[:500]
