@@ -69,6 +69,7 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         self._header_timer: asyncio.TimerHandle | None = None
         self._write_timer: asyncio.TimerHandle | None = None
         self._unparsed = bytearray()  # received, not yet fed: waits while the pipeline is full
+        self._body_gap_bytes = 0  # bytes of a body that are no body: chunk framing, extensions, trailers
         # Request cycles are created later, and write and close through this.
         self.transport = _LingeringTransport(transport, self)  # type: ignore[assignment]
         self._start_header_timer()
@@ -97,10 +98,29 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
     def _parse(self, data: bytes) -> None:
         counting = not self._headers_done
         super().data_received(data)
-        if counting and not self._headers_done and self._refusal is None and not self.transport.is_closing():
+        if self._refusal is not None or self.transport.is_closing():
+            return
+        if counting and not self._headers_done:
             self._header_bytes += len(data)
             if self._header_bytes > self.limits.max_header_bytes:
                 self._refuse(f"the request headers are over {self.limits.max_header_bytes:,} bytes")
+        elif self._headers_done:
+            # Within a body, every slice brings body bytes (which reset the count) unless it is framing: a chunk's
+            # size line and extensions, or the trailers after the last chunk, which count as headers do.
+            self._body_gap_bytes += len(data)
+            if self._body_gap_bytes > self.limits.max_header_bytes + FEED_SLICE_BYTES:
+                self._refuse(f"the request's trailers or chunk framing are over {self.limits.max_header_bytes:,} bytes")
+
+    def on_body(self, body: bytes) -> None:
+        self._body_gap_bytes = 0
+        super().on_body(body)
+
+    def on_chunk_header(self) -> None:
+        self._body_gap_bytes = 0
+
+    def on_message_complete(self) -> None:
+        self._body_gap_bytes = 0
+        super().on_message_complete()
 
     def on_message_begin(self) -> None:
         super().on_message_begin()
@@ -132,6 +152,7 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
     def on_headers_complete(self) -> None:
         self._headers_done = True
         self._header_bytes = 0
+        self._body_gap_bytes = 0
         self._cancel_header_timer()
         super().on_headers_complete()
 

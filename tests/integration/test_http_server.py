@@ -794,3 +794,29 @@ def test_a_pipelined_request_that_runs_past_the_header_deadline_still_gets_its_a
 
     statuses = [int(part.split(b" ", 1)[0]) for part in received.split(b"HTTP/1.1 ")[1:]]
     assert statuses == [200, 200], received[:500]
+
+
+@pytest.mark.parametrize(
+    ("body_start", "endless"),
+    [(b'5\r\n{"a":\r\n0\r\nT: ', b"v" * 1024), (b"5;", b"x" * 1024)],
+    ids=["an endless trailer", "an endless chunk extension"],
+)
+def test_trailers_and_chunk_framing_count_against_the_header_limit(server, body_start, endless):
+    address = urlsplit(server.base_url)
+    sent = 0
+    with socket.create_connection((address.hostname, address.port), timeout=30) as connection:
+        connection.sendall(
+            b"POST /predict HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\n"
+            b"Transfer-Encoding: chunked\r\n\r\n" + body_start
+        )
+        with contextlib.suppress(BrokenPipeError, ConnectionResetError):
+            while sent < 20_000_000 and not select.select([connection], [], [], 0)[0]:
+                connection.sendall(endless)
+                sent += len(endless)
+        answer = b""
+        with contextlib.suppress(ConnectionResetError):
+            while data := connection.recv(65536):
+                answer += data
+
+    assert answer.startswith(b"HTTP/1.1 431 "), answer[:200]
+    assert sent < 2_000_000  # refused after about 32 KB, not at the request's deadline
