@@ -87,6 +87,7 @@ class BreedService:
         # container's CPUs and memory allow, over all its processes.
         self.decode_slots = settings.decode_slots(processes, self._limits.memory_budget_bytes)
         self._compute_slots = threading.BoundedSemaphore(self.decode_slots)
+        self._computing = Slots(self.decode_slots)  # the same count, readable: readiness reports it full
         if not settings.container.fits_one_decode_per_process(processes, self._limits.memory_budget_bytes):
             logger.warning(
                 "the memory limit does not hold one decode per process",
@@ -104,6 +105,16 @@ class BreedService:
                 "decode_slots": self.decode_slots,
             },
         )
+
+    @property
+    def saturation(self) -> str | None:
+        """What every slot of this process is taken by, if one kind is (URL fetches, decodes); None otherwise.
+        The HTTP server's readiness reports it, so that traffic goes to other pods meanwhile."""
+        if self.url_fetches is not None and self.url_fetches.full:
+            return "URL fetches"
+        if self._computing.full:
+            return "decodes"
+        return None
 
     @tracer.capture_method(capture_response=False)
     def classify_url(self, url: str, top_k: int, deadline: float | None = None) -> ClassifiedImage:
@@ -139,6 +150,7 @@ class BreedService:
         wait_s = None if deadline is None else max(0.0, deadline - time.monotonic())
         if not self._compute_slots.acquire(timeout=wait_s):
             raise DeadlineExceeded("the service was decoding other images until the request's deadline")
+        self._computing.try_take()  # always succeeds: the semaphore admits no more than its capacity
         try:
             started = time.perf_counter()
             pixels = prepare_image(data, self.classifier.input_size_px, self._limits, deadline)
@@ -146,6 +158,7 @@ class BreedService:
             answer = self.classifier.classify(pixels, top_k)
             finished = time.perf_counter()
         finally:
+            self._computing.give_back()
             self._compute_slots.release()
         preprocessing_ms = (preprocessed - started) * 1000
         inference_ms = (finished - preprocessed) * 1000

@@ -33,7 +33,6 @@ from typing import Any
 from lambda_function.api.gateway import http_api_event, resolve
 from lambda_function.api.powertools_adapter import ConcurrentHttpResolver
 from lambda_function.api.routes import router
-from lambda_function.datapath.service import Slots
 from lambda_function.errors import (
     ANSWER_HEADERS,
     ClassifierError,
@@ -78,12 +77,17 @@ class BreedServerApp:
             ASGI lifespan start-up, so that a broken model fails the worker's boot, not its first request.
     """
 
-    def __init__(self, settings: ServerSettings, start_service: Callable[[], object], url_fetches: Slots) -> None:
+    def __init__(
+        self,
+        settings: ServerSettings,
+        start_service: Callable[[], object],
+        saturation: Callable[[], str | None] = lambda: None,
+    ) -> None:
         self.settings = settings
         self._start_service = start_service
         self._pool = ThreadPoolExecutor(max_workers=settings.threads_per_worker, thread_name_prefix="request")
-        # The service's URL fetch slots (BreedService.url_fetches): readiness reports them full.
-        self.url_fetches = url_fetches
+        # What the service's slots are all taken by, if anything (BreedService.saturation): readiness reports it.
+        self._saturation = saturation
         self._resolvers = threading.local()
         self.ready = False
         self.draining = False
@@ -171,9 +175,10 @@ class BreedServerApp:
         )
 
     def _readiness(self) -> HttpResponse:
-        if self.ready and not self.draining and not self.url_fetches.full:
+        saturation = self._saturation() if self.ready else None
+        if self.ready and not self.draining and saturation is None:
             return json_response(200, {"status": "ready"})
-        state = "draining" if self.draining else ("starting" if not self.ready else "saturated with URL fetches")
+        state = "draining" if self.draining else ("starting" if not self.ready else f"saturated with {saturation}")
         return error_response(NotReady(f"the server is {state}; send the request to another instance"))
 
     async def _answer(self, scope: Scope, receive: Receive, request_id: str) -> HttpResponse:

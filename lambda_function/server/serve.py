@@ -41,11 +41,16 @@ def create_app(settings: Settings) -> BreedServerApp:
     left for uploads."""
     server = settings.server
     url_fetches = Slots(server.max_url_fetches or server.threads_per_worker)
+    started: list[BreedService] = []
 
     def start_service() -> None:
-        install_service(BreedService(settings, processes=server.workers, url_fetches=url_fetches))
+        started.append(BreedService(settings, processes=server.workers, url_fetches=url_fetches))
+        install_service(started[0])
 
-    return BreedServerApp(server, start_service=start_service, url_fetches=url_fetches)
+    def saturation() -> str | None:
+        return started[0].saturation if started else None
+
+    return BreedServerApp(server, start_service=start_service, saturation=saturation)
 
 
 class QuickQuitUvicornWorker(UvicornWorker):

@@ -28,6 +28,7 @@ from schemathesis.specs.openapi.checks import positive_data_acceptance
 from tests.conftest import CAT_PHOTOS, DOG_PHOTOS, REPO_DIR
 from tests.support import http_server
 from tests.support.api_server import ServerProcess, call, running_server, wait_until
+from tests.support.images import progressive_jpeg_with_repeated_scans
 
 MAX_REQUEST_BYTES = 1_000_000
 SERVER_ENV = {
@@ -820,3 +821,20 @@ def test_trailers_and_chunk_framing_count_against_the_header_limit(server, body_
 
     assert answer.startswith(b"HTTP/1.1 431 "), answer[:200]
     assert sent < 2_000_000  # refused after about 32 KB, not at the request's deadline
+
+
+def test_readiness_reports_a_worker_whose_decodes_take_every_compute_slot(service_env):
+    """A slow decode (a progressive JPEG of 90 scans at 16 megapixels) holds the one compute slot meanwhile."""
+    env = {**service_env, **SERVER_ENV, "DECODE_CONCURRENCY": "1"}
+    slow = {"image": base64.b64encode(progressive_jpeg_with_repeated_scans(80, side_px=4000)).decode()}
+    with running_server(env) as busy_server, ThreadPoolExecutor(max_workers=1) as pool:
+        decoding = pool.submit(call, busy_server.base_url, "POST", "/predict", slow)
+        readiness = []
+        while not decoding.done():
+            readiness.append(call(busy_server.base_url, "GET", "/readyz", timeout=5))
+            time.sleep(0.02)
+        after = call(busy_server.base_url, "GET", "/readyz")[0]
+
+    saturated = [answer for status, answer in readiness if status == 503]
+    assert saturated and "decodes" in saturated[0]["error"]["message"]
+    assert decoding.result()[0] == 200 and after == 200

@@ -8,7 +8,6 @@ import base64
 import json
 from pathlib import Path
 
-from lambda_function.datapath.service import Slots
 from lambda_function.server.asgi import BreedServerApp
 from lambda_function.settings import ServerSettings
 from tests.conftest import CAT_PHOTOS, DOG_PHOTOS
@@ -40,7 +39,7 @@ def test_uploads_resolved_at_once_on_the_thread_pool_each_get_their_own_answer(s
     photos: list[Path] = CAT_PHOTOS[:8] + DOG_PHOTOS[:8]
     expected = {p.name: [x.breed for x in service.classify_bytes(p.read_bytes(), 5).predictions] for p in photos}
     bodies = {p.name: json.dumps({"image": base64.b64encode(p.read_bytes()).decode()}).encode() for p in photos}
-    app = BreedServerApp(ServerSettings(threads_per_worker=16), start_service=lambda: None, url_fetches=Slots(12))
+    app = BreedServerApp(ServerSettings(threads_per_worker=16), start_service=lambda: None)
     order = [p.name for p in photos] * 4
 
     async def all_at_once() -> list[tuple[int, dict]]:
