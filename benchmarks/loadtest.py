@@ -8,7 +8,10 @@ has a fixed request count and a time cap, so the test stops by itself:
 2. a mix: 64 URL fetches from a host that drips its answer are kept in flight (more than the server's URL slots:
    the rest get 503 `server_busy` and retry after `Retry-After`, as a polite client does) while `/health` and
    uploads go on, so that the table shows whether slow upstreams slow the uploads down;
-3. memory: the server's resident memory (master and workers) after a warm-up and after 2,000 more uploads from
+3. uploads beside clients that pipeline and never read: 100 connections, each 64 KB of pipelined requests (2,000)
+   and never a read, kept open while uploads go on;
+4. uploads beside costly JSON: 4 clients keep sending 6 MB bodies of empty containers (answered 400);
+5. memory: the server's resident memory (master and workers) after a warm-up and after 2,000 more uploads from
    16 clients.
 
 Each client keeps one connection open (HTTP/1.1 keep-alive), as a real client or load balancer does. Figures are
@@ -32,7 +35,7 @@ import time
 from collections import Counter
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -44,6 +47,11 @@ REPO_DIR = Path(__file__).resolve().parent.parent
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
 PHOTO = REPO_DIR.parent / "shared" / "photos" / "cats" / "Maine_Coon_136.jpg"
 SLOW_FETCHES = 64
+NEVER_READING_CONNECTIONS = 100
+PIPELINED = b"GET /livez HTTP/1.1\r\nHost: loadtest\r\n\r\n" * 2000  # 64 KB, 2,000 requests
+COSTLY_JSON = ('{"x": [' + ",".join(["{}"] * 2_000_000) + "]}").encode()  # 6 MB of empty objects
+COSTLY_CLIENTS = 4
+NEVER_READING_PHASE = "uploads beside never-reading pipelined clients"
 PHASE_CAP_S = 240.0
 
 
@@ -166,6 +174,24 @@ def drip_host() -> Iterator[int]:
         server.server_close()
 
 
+@contextmanager
+def never_reading_connections(port: int, count: int) -> Iterator[None]:
+    """`count` connections that each send PIPELINED at once and never read an answer, kept open in the block."""
+    connections = []
+    try:
+        for _ in range(count):
+            connection = socket.create_connection(("127.0.0.1", port), timeout=5)
+            connection.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+            connection.setblocking(False)
+            with suppress(BlockingIOError, ConnectionError):  # what the socket does not take is never sent
+                connection.send(PIPELINED)
+            connections.append(connection)
+        yield
+    finally:
+        for connection in connections:
+            connection.close()
+
+
 def free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
@@ -271,6 +297,36 @@ def main(argv: list[str] | None = None) -> int:
         for phase in phases[-3:]:
             print(json.dumps(phase.summary()), flush=True)
 
+        rss_quiet = server_rss_mb(server.pid)
+        with never_reading_connections(port, NEVER_READING_CONNECTIONS):
+            time.sleep(1.0)
+            rss_never_reading = server_rss_mb(server.pid)
+            phases.append(run_phase(NEVER_READING_PHASE, port, 4, args.requests // 2, upload))
+        print(json.dumps(phases[-1].summary()), flush=True)
+
+        with ThreadPoolExecutor(max_workers=COSTLY_CLIENTS) as pool:
+            done = threading.Event()
+            costly = Phase("costly JSON bodies (in flight meanwhile)", COSTLY_CLIENTS)
+
+            def keep_sending_costly_json() -> None:
+                client = Client(port)
+                while not done.is_set():
+                    status, seconds = client.request("POST", "/predict", COSTLY_JSON)
+                    costly.statuses[status] += 1
+                    costly.latencies_s.append(seconds)
+
+            senders = [pool.submit(keep_sending_costly_json) for _ in range(COSTLY_CLIENTS)]
+            time.sleep(0.5)
+            costly_started = time.perf_counter()
+            phases.append(run_phase("uploads beside costly JSON", port, 4, args.requests // 2, upload))
+            done.set()
+            for sender in senders:
+                sender.result()
+            costly.seconds = time.perf_counter() - costly_started
+            phases.append(costly)
+        for phase in phases[-2:]:
+            print(json.dumps(phase.summary()), flush=True)
+
         rss_before = server_rss_mb(server.pid)
         phases.append(run_phase("memory: uploads", port, 16, args.memory_requests, upload))
         rss_after = server_rss_mb(server.pid)
@@ -282,6 +338,11 @@ def main(argv: list[str] | None = None) -> int:
         "photo_bytes": PHOTO.stat().st_size,
         "seconds": round(time.perf_counter() - started),
         "phases": [phase.summary() for phase in phases],
+        "never_reading": {
+            "connections": NEVER_READING_CONNECTIONS,
+            "rss_quiet_mb": rss_quiet,
+            "rss_with_them_mb": rss_never_reading,
+        },
         "memory": {
             "rss_before_mb": rss_before,
             "rss_after_mb": rss_after,
@@ -296,7 +357,7 @@ def main(argv: list[str] | None = None) -> int:
     errors = sum(
         count
         for p in results["phases"]
-        if not p["phase"].startswith("slow")
+        if not p["phase"].startswith(("slow", "costly"))
         for status, count in p["statuses"].items()
         if status == "0" or status.startswith("5")
     )
@@ -319,13 +380,28 @@ def markdown(results: dict) -> str:
         )
     memory = results["memory"]
     uploads = {p["phase"]: p for p in results["phases"] if p["clients"] == 4 and "uploads" in p["phase"]}
-    alone, during = uploads.get("uploads"), uploads.get("uploads during slow fetches")
-    if alone and during:
+    alone = uploads.get("uploads")
+    beside = {
+        "uploads during slow fetches": f"with {SLOW_FETCHES} slow URL fetches in flight",
+        NEVER_READING_PHASE: (
+            f"beside {NEVER_READING_CONNECTIONS} connections that pipelined 2,000 requests each and never read"
+        ),
+        "uploads beside costly JSON": f"beside {COSTLY_CLIENTS} clients sending 6 MB bodies of empty containers",
+    }
+    for phase, what in beside.items():
+        during = uploads.get(phase)
+        if alone and during:
+            lines += [
+                "",
+                f"Uploads from 4 clients {what}: p50 {during['p50_ms'] / alone['p50_ms']:.2f}x and p99 "
+                f"{during['p99_ms'] / alone['p99_ms']:.2f}x the same uploads alone, in this run.",
+            ]
+    never = results.get("never_reading")
+    if never:
         lines += [
             "",
-            f"Uploads from 4 clients with {SLOW_FETCHES} slow URL fetches in flight: p50 "
-            f"{during['p50_ms'] / alone['p50_ms']:.2f}x and p99 {during['p99_ms'] / alone['p99_ms']:.2f}x the same "
-            "uploads alone, in this run.",
+            f"Server memory with the {never['connections']} never-reading connections open: "
+            f"{never['rss_with_them_mb']} MB, against {never['rss_quiet_mb']} MB just before.",
         ]
     lines += [
         "",
