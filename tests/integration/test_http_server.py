@@ -28,6 +28,7 @@ from schemathesis.specs.openapi.checks import positive_data_acceptance
 from tests.conftest import CAT_PHOTOS, DOG_PHOTOS, REPO_DIR
 from tests.support import http_server
 from tests.support.api_server import ServerProcess, call, running_server, wait_until
+from tests.support.cgroups import memory_cgroup, oom_kills
 from tests.support.images import progressive_jpeg_with_repeated_scans
 
 MAX_REQUEST_BYTES = 1_000_000
@@ -838,3 +839,47 @@ def test_readiness_reports_a_worker_whose_decodes_take_every_compute_slot(servic
     saturated = [answer for status, answer in readiness if status == 503]
     assert saturated and "decodes" in saturated[0]["error"]["message"]
     assert decoding.result()[0] == 200 and after == 200
+
+
+# A pod's memory limit
+
+
+def test_in_a_1_gib_pod_never_reading_pipeliners_and_costly_json_leave_the_worker_alive(service_env):
+    """kube-config's limit (1 GiB) in a memory cgroup of the test's own, with its one worker: 300 connections that
+    pipeline 2,000 requests each and never read, then 8 bodies of 6 MB of empty containers at once."""
+    env = {**service_env, **SERVER_ENV, "INFERENCE_THREADS": "1", "DECODE_CONCURRENCY": "1"}
+    env.pop("SERVER_MAX_REQUEST_BYTES")  # the default cap, which a 6 MB body is under
+    costly = ('{"x": [' + ",".join(["{}"] * 2_000_000) + "]}").encode()
+    pipelined = b"GET /livez HTTP/1.1\r\nHost: t\r\n\r\n" * 2000
+    with memory_cgroup(1024 * 1024 * 1024) as procs, running_server(env, cgroup_procs=procs) as pod:
+        worker = worker_pid(pod.process.pid)
+        port = urlsplit(pod.base_url).port
+        connections = []
+        try:
+            for _ in range(300):
+                connection = socket.create_connection(("127.0.0.1", port), timeout=5)
+                connection.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+                connection.setblocking(False)
+                with contextlib.suppress(BlockingIOError):
+                    connection.send(pipelined)
+                connections.append(connection)
+            with ThreadPoolExecutor(max_workers=8) as pool:
+                costly_answers = list(pool.map(lambda _: post_json_bytes(pod.base_url, costly), range(8)))
+            alive = call(pod.base_url, "GET", "/livez", timeout=10)[0]
+        finally:
+            for connection in connections:
+                connection.close()
+        same_worker = worker_pid(pod.process.pid) == worker
+        killed = oom_kills(procs)
+
+    assert [(status, code) for status, _, code in costly_answers] == [(400, "bad_request")] * 8
+    assert (alive, same_worker, killed) == (200, True, 0)
+
+
+def worker_pid(master_pid: int) -> int:
+    """The server's (one) worker process, the master's child."""
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        with contextlib.suppress(OSError):
+            if int(stat.read_text().rsplit(")", 1)[1].split()[1]) == master_pid:
+                return int(stat.parent.name)
+    raise AssertionError("no worker process found")

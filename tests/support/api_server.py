@@ -16,6 +16,7 @@ import urllib.request
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from tests.conftest import REPO_DIR
@@ -38,8 +39,9 @@ def free_port() -> int:
 
 
 @contextmanager
-def running_server(env: dict[str, str], *args: str) -> Iterator[ServerProcess]:
-    """Start the server with `env` added to the environment; yield once `/readyz` answers; stop it after."""
+def running_server(env: dict[str, str], *args: str, cgroup_procs: Path | None = None) -> Iterator[ServerProcess]:
+    """Start the server with `env` added to the environment (in the cgroup `cgroup_procs` belongs to, if given);
+    yield once `/readyz` answers; stop it after."""
     port = free_port()
     # The server logs every request to stderr: into a file, which never fills up as an unread pipe does (a pipe
     # blocks the server once 64 KB of log are waiting).
@@ -51,6 +53,7 @@ def running_server(env: dict[str, str], *args: str) -> Iterator[ServerProcess]:
             stdout=subprocess.DEVNULL,
             stderr=log,
             start_new_session=True,  # its own process group: the workers can be reaped with the master
+            preexec_fn=None if cgroup_procs is None else lambda: cgroup_procs.write_text(str(os.getpid())),
         )
         server = ServerProcess(process, f"http://127.0.0.1:{port}")
         try:
