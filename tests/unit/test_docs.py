@@ -110,6 +110,17 @@ def test_the_security_page_states_the_fixed_limits_of_a_requests_json():
         assert int(figure.replace(",", "")) == getattr(gateway, name), name
 
 
+def test_the_security_pages_fixed_connection_limits_are_the_codes():
+    from lambda_function.server import http_protocol
+
+    page = (REPO_DIR / "docs" / "security.md").read_text()
+    rows = dict(re.findall(r"^\| [^|]+ \| `([A-Z_]+)` \(fixed\) \| ([^|]+) \|", page, re.M))
+
+    assert rows, "no fixed limit in the table"
+    for name, cell in rows.items():
+        assert stated_number(cell) == getattr(http_protocol, name), name
+
+
 def test_the_kubernetes_pages_limits_state_the_settings_defaults():
     defaults = setting_defaults()
     page = (REPO_DIR / "docs" / "kubernetes.md").read_text()
