@@ -35,20 +35,20 @@ import time
 from collections import Counter
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager, suppress
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 from lambda_function.errors import ServerBusy
 from lambda_function.settings import FetchSettings
+from tests.support.never_reading import never_reading_connections
 
 REPO_DIR = Path(__file__).resolve().parent.parent
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
 PHOTO = REPO_DIR.parent / "shared" / "photos" / "cats" / "Maine_Coon_136.jpg"
 SLOW_FETCHES = 64
 NEVER_READING_CONNECTIONS = 100
-PIPELINED = b"GET /livez HTTP/1.1\r\nHost: loadtest\r\n\r\n" * 2000  # 64 KB, 2,000 requests
 COSTLY_JSON = ('{"x": [' + ",".join(["{}"] * 2_000_000) + "]}").encode()  # 6 MB of empty objects
 COSTLY_CLIENTS = 4
 NEVER_READING_PHASE = "uploads beside never-reading pipelined clients"
@@ -108,6 +108,35 @@ class Client:
     def _reconnect(self) -> None:
         self.connection.close()
         self.connection = http.client.HTTPConnection("127.0.0.1", self.port, timeout=self.timeout_s)
+
+
+@contextmanager
+def kept_in_flight(name: str, port: int, clients: int, body: bytes, settle_s: float) -> Iterator[Phase]:
+    """`clients` clients that keep POSTing `body` to /predict while the block runs (backing off as `Retry-After`
+    says when told 503 `server_busy`); what they saw is the yielded phase, complete once the block ends."""
+    phase = Phase(name, clients)
+    done = threading.Event()
+
+    def keep_sending() -> None:
+        client = Client(port)
+        while not done.is_set():
+            status, seconds = client.request("POST", "/predict", body)
+            phase.statuses[status] += 1
+            phase.latencies_s.append(seconds)
+            if status == 503:  # server_busy: every URL slot is taken
+                done.wait(float(ServerBusy.headers["Retry-After"]))
+
+    with ThreadPoolExecutor(max_workers=clients) as pool:
+        senders = [pool.submit(keep_sending) for _ in range(clients)]
+        time.sleep(settle_s)
+        started = time.perf_counter()
+        try:
+            yield phase
+        finally:
+            done.set()
+            for sender in senders:
+                sender.result()
+            phase.seconds = time.perf_counter() - started
 
 
 def run_phase(name: str, port: int, clients: int, requests: int, make_request: callable) -> Phase:
@@ -172,24 +201,6 @@ def drip_host() -> Iterator[int]:
     finally:
         server.shutdown()
         server.server_close()
-
-
-@contextmanager
-def never_reading_connections(port: int, count: int) -> Iterator[None]:
-    """`count` connections that each send PIPELINED at once and never read an answer, kept open in the block."""
-    connections = []
-    try:
-        for _ in range(count):
-            connection = socket.create_connection(("127.0.0.1", port), timeout=5)
-            connection.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
-            connection.setblocking(False)
-            with suppress(BlockingIOError, ConnectionError):  # what the socket does not take is never sent
-                connection.send(PIPELINED)
-            connections.append(connection)
-        yield
-    finally:
-        for connection in connections:
-            connection.close()
 
 
 def free_port() -> int:
@@ -270,29 +281,12 @@ def main(argv: list[str] | None = None) -> int:
             phases.append(run_phase("uploads", port, clients, args.requests, upload))
             print(json.dumps(phases[-1].summary()), flush=True)
 
-        with drip_host() as drip_port, ThreadPoolExecutor(max_workers=SLOW_FETCHES) as pool:
+        with drip_host() as drip_port:
             slow_body = json.dumps({"url": f"http://127.0.0.1:{drip_port}/photo.jpg"}).encode()
-            done = threading.Event()
-            slow = Phase("slow URL fetches (in flight meanwhile)", SLOW_FETCHES)
-
-            def keep_fetching() -> None:
-                client = Client(port)
-                while not done.is_set():
-                    status, seconds = client.request("POST", "/predict", slow_body)
-                    slow.statuses[status] += 1
-                    slow.latencies_s.append(seconds)
-                    if status == 503:  # server_busy: every URL slot is taken; back off as Retry-After says
-                        done.wait(float(ServerBusy.headers["Retry-After"]))
-
-            fetchers = [pool.submit(keep_fetching) for _ in range(SLOW_FETCHES)]
-            time.sleep(1.0)
-            mix_started = time.perf_counter()
-            phases.append(run_phase("/health during slow fetches", port, 1, 200, health))
-            phases.append(run_phase("uploads during slow fetches", port, 4, args.requests // 2, upload))
-            done.set()
-            for fetcher in fetchers:
-                fetcher.result()
-            slow.seconds = time.perf_counter() - mix_started
+            slow_name = "slow URL fetches (in flight meanwhile)"
+            with kept_in_flight(slow_name, port, SLOW_FETCHES, slow_body, settle_s=1.0) as slow:
+                phases.append(run_phase("/health during slow fetches", port, 1, 200, health))
+                phases.append(run_phase("uploads during slow fetches", port, 4, args.requests // 2, upload))
             phases.append(slow)
         for phase in phases[-3:]:
             print(json.dumps(phase.summary()), flush=True)
@@ -304,26 +298,10 @@ def main(argv: list[str] | None = None) -> int:
             phases.append(run_phase(NEVER_READING_PHASE, port, 4, args.requests // 2, upload))
         print(json.dumps(phases[-1].summary()), flush=True)
 
-        with ThreadPoolExecutor(max_workers=COSTLY_CLIENTS) as pool:
-            done = threading.Event()
-            costly = Phase("costly JSON bodies (in flight meanwhile)", COSTLY_CLIENTS)
-
-            def keep_sending_costly_json() -> None:
-                client = Client(port)
-                while not done.is_set():
-                    status, seconds = client.request("POST", "/predict", COSTLY_JSON)
-                    costly.statuses[status] += 1
-                    costly.latencies_s.append(seconds)
-
-            senders = [pool.submit(keep_sending_costly_json) for _ in range(COSTLY_CLIENTS)]
-            time.sleep(0.5)
-            costly_started = time.perf_counter()
+        costly_name = "costly JSON bodies (in flight meanwhile)"
+        with kept_in_flight(costly_name, port, COSTLY_CLIENTS, COSTLY_JSON, settle_s=0.5) as costly:
             phases.append(run_phase("uploads beside costly JSON", port, 4, args.requests // 2, upload))
-            done.set()
-            for sender in senders:
-                sender.result()
-            costly.seconds = time.perf_counter() - costly_started
-            phases.append(costly)
+        phases.append(costly)
         for phase in phases[-2:]:
             print(json.dumps(phase.summary()), flush=True)
 

@@ -26,6 +26,8 @@ CHECK_PHOTO = Path(__file__).with_name("deploy_check_photo.jpg")
 REQUEST_ID = "pre-traffic-check"
 JSON_HEADERS = {"content-type": "application/json"}
 
+patch_aws_sdk()  # its Lambda and CodeDeploy calls, traced as X-Ray subsegments
+
 Invoke = Callable[[dict[str, Any]], dict[str, Any]]
 Report = Callable[[str, str, str], None]
 
@@ -66,8 +68,6 @@ def run_check(event: dict[str, Any], invoke: Invoke, report: Report, card: Model
 
 def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, str]:
     import boto3
-
-    patch_aws_sdk()  # its Lambda and CodeDeploy calls, traced; once per process, here where boto3 is imported
 
     version_arn = os.environ["NEW_VERSION"]
     functions, codedeploy = boto3.client("lambda"), boto3.client("codedeploy")

@@ -31,27 +31,31 @@ class ClassifiedImage:
 
 
 class Slots:
-    """A count of things in flight with a capacity: taken without waiting, given back from any thread."""
+    """A count of things in flight with a capacity: taken at once or within a wait, given back from any thread,
+    and readable (readiness reports a full one)."""
 
     def __init__(self, capacity: int) -> None:
         self.capacity = capacity
         self._taken = 0
-        self._lock = threading.Lock()
+        self._freed = threading.Condition()
 
-    def try_take(self) -> bool:
-        with self._lock:
-            if self._taken >= self.capacity:
+    def take(self, timeout_s: float | None = 0.0) -> bool:
+        """Take a slot, waiting at most `timeout_s` for one to be given back (None: as long as it takes; by
+        default not at all). False if none came."""
+        with self._freed:
+            if not self._freed.wait_for(lambda: self._taken < self.capacity, timeout=timeout_s):
                 return False
             self._taken += 1
             return True
 
     def give_back(self) -> None:
-        with self._lock:
+        with self._freed:
             self._taken -= 1
+            self._freed.notify()
 
     @property
     def free(self) -> int:
-        with self._lock:
+        with self._freed:
             return self.capacity - self._taken
 
     @property
@@ -86,8 +90,7 @@ class BreedService:
         # with many requests in flight (most of them waiting on URLs) decodes only as many images at once as the
         # container's CPUs and memory allow, over all its processes.
         self.decode_slots = settings.decode_slots(processes, self._limits.memory_budget_bytes)
-        self._compute_slots = threading.BoundedSemaphore(self.decode_slots)
-        self._computing = Slots(self.decode_slots)  # the same count, readable: readiness reports it full
+        self._compute_slots = Slots(self.decode_slots)
         if not settings.container.fits_one_decode_per_process(processes, self._limits.memory_budget_bytes):
             logger.warning(
                 "the memory limit does not hold one decode per process",
@@ -112,7 +115,7 @@ class BreedService:
         The HTTP server's readiness reports it, so that traffic goes to other pods meanwhile."""
         if self.url_fetches is not None and self.url_fetches.full:
             return "URL fetches"
-        if self._computing.full:
+        if self._compute_slots.full:
             return "decodes"
         return None
 
@@ -129,7 +132,7 @@ class BreedService:
     def _fetch(self, url: str, deadline: float | None) -> bytes:
         if self.url_fetches is None:
             return self.fetcher.fetch(url, deadline)
-        if not self.url_fetches.try_take():
+        if not self.url_fetches.take():
             raise ServerBusy("the server is busy fetching other URLs; retry in a moment, or send the image itself")
         try:
             return self.fetcher.fetch(url, deadline)
@@ -148,9 +151,8 @@ class BreedService:
             ClassifierError: the image is refused (lambda_function.errors), or DeadlineExceeded.
         """
         wait_s = None if deadline is None else max(0.0, deadline - time.monotonic())
-        if not self._compute_slots.acquire(timeout=wait_s):
+        if not self._compute_slots.take(timeout_s=wait_s):
             raise DeadlineExceeded("the service was decoding other images until the request's deadline")
-        self._computing.try_take()  # always succeeds: the semaphore admits no more than its capacity
         try:
             started = time.perf_counter()
             pixels = prepare_image(data, self.classifier.input_size_px, self._limits, deadline)
@@ -158,8 +160,7 @@ class BreedService:
             answer = self.classifier.classify(pixels, top_k)
             finished = time.perf_counter()
         finally:
-            self._computing.give_back()
-            self._compute_slots.release()
+            self._compute_slots.give_back()
         preprocessing_ms = (preprocessed - started) * 1000
         inference_ms = (finished - preprocessed) * 1000
         record_metric("PreprocessingMs", MetricUnit.Milliseconds, preprocessing_ms)

@@ -30,6 +30,7 @@ from tests.support import http_server
 from tests.support.api_server import ServerProcess, call, running_server, wait_until
 from tests.support.cgroups import memory_cgroup, oom_kills
 from tests.support.images import progressive_jpeg_with_repeated_scans
+from tests.support.never_reading import never_reading_connections
 
 MAX_REQUEST_BYTES = 1_000_000
 SERVER_ENV = {
@@ -363,15 +364,19 @@ def test_a_refused_client_that_never_stops_sending_is_cut_off_after_a_bounded_dr
 # Request headers: size, count and deadline
 
 
-def worker_rss_mb(master_pid: int) -> float:
-    """The resident memory of the server's (one) worker process, the master's child."""
+def worker_pid(master_pid: int) -> int:
+    """The server's (one) worker process, the master's child."""
     for stat in Path("/proc").glob("[0-9]*/stat"):
         with contextlib.suppress(OSError):
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-            if int(fields[1]) == master_pid:  # ppid
-                status = (stat.parent / "status").read_text()
-                return int(status.split("VmRSS:")[1].split()[0]) / 1024
+            if int(stat.read_text().rsplit(")", 1)[1].split()[1]) == master_pid:  # its ppid
+                return int(stat.parent.name)
     raise AssertionError("no worker process found")
+
+
+def worker_rss_mb(master_pid: int) -> float:
+    """The resident memory of the server's (one) worker process, the master's child."""
+    status = Path(f"/proc/{worker_pid(master_pid)}/status").read_text()
+    return int(status.split("VmRSS:")[1].split()[0]) / 1024
 
 
 def send_headers(base_url: str, lines: Iterator[bytes]) -> bytes:
@@ -745,26 +750,14 @@ def established_connections(port: int) -> int:
 def test_clients_that_pipeline_and_never_read_hold_little_memory_and_are_aborted(service_env):
     """100 connections each send 64 KB of pipelined requests (2,000 of them) and never read an answer."""
     env = {**service_env, **SERVER_ENV, "SERVER_WRITE_TIMEOUT_S": "2"}
-    pipelined = b"GET /livez HTTP/1.1\r\nHost: t\r\n\r\n" * 2000
     with running_server(env) as busy_server:
         port = urlsplit(busy_server.base_url).port
         before_mb = worker_rss_mb(busy_server.process.pid)
-        connections = []
-        try:
-            for _ in range(100):
-                connection = socket.create_connection(("127.0.0.1", port), timeout=5)
-                connection.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
-                connection.setblocking(False)
-                with contextlib.suppress(BlockingIOError):
-                    connection.send(pipelined)
-                connections.append(connection)
+        with never_reading_connections(port, 100):
             time.sleep(1)  # the worker parses what it was sent
             during_mb = worker_rss_mb(busy_server.process.pid)
             live = call(busy_server.base_url, "GET", "/livez", timeout=5)[0]
             wait_until(lambda: established_connections(port) == 0, timeout_s=20, what="the unread connections aborted")
-        finally:
-            for connection in connections:
-                connection.close()
 
     assert live == 200
     assert during_mb - before_mb < 50, (before_mb, during_mb)  # 10 MB here; 117 MB and growing before the bound
@@ -850,36 +843,13 @@ def test_in_a_1_gib_pod_never_reading_pipeliners_and_costly_json_leave_the_worke
     env = {**service_env, **SERVER_ENV, "INFERENCE_THREADS": "1", "DECODE_CONCURRENCY": "1"}
     env.pop("SERVER_MAX_REQUEST_BYTES")  # the default cap, which a 6 MB body is under
     costly = ('{"x": [' + ",".join(["{}"] * 2_000_000) + "]}").encode()
-    pipelined = b"GET /livez HTTP/1.1\r\nHost: t\r\n\r\n" * 2000
     with memory_cgroup(1024 * 1024 * 1024) as procs, running_server(env, cgroup_procs=procs) as pod:
         worker = worker_pid(pod.process.pid)
-        port = urlsplit(pod.base_url).port
-        connections = []
-        try:
-            for _ in range(300):
-                connection = socket.create_connection(("127.0.0.1", port), timeout=5)
-                connection.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
-                connection.setblocking(False)
-                with contextlib.suppress(BlockingIOError):
-                    connection.send(pipelined)
-                connections.append(connection)
-            with ThreadPoolExecutor(max_workers=8) as pool:
-                costly_answers = list(pool.map(lambda _: post_json_bytes(pod.base_url, costly), range(8)))
+        with never_reading_connections(urlsplit(pod.base_url).port, 300), ThreadPoolExecutor(max_workers=8) as pool:
+            costly_answers = list(pool.map(lambda _: post_json_bytes(pod.base_url, costly), range(8)))
             alive = call(pod.base_url, "GET", "/livez", timeout=10)[0]
-        finally:
-            for connection in connections:
-                connection.close()
         same_worker = worker_pid(pod.process.pid) == worker
         killed = oom_kills(procs)
 
     assert [(status, code) for status, _, code in costly_answers] == [(400, "bad_request")] * 8
     assert (alive, same_worker, killed) == (200, True, 0)
-
-
-def worker_pid(master_pid: int) -> int:
-    """The server's (one) worker process, the master's child."""
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        with contextlib.suppress(OSError):
-            if int(stat.read_text().rsplit(")", 1)[1].split()[1]) == master_pid:
-                return int(stat.parent.name)
-    raise AssertionError("no worker process found")

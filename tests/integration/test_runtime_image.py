@@ -226,7 +226,11 @@ def test_the_pre_traffic_checks_entry_point_imports_from_the_image_contents_alon
 
 @pytest.mark.parametrize(
     ("handler", "traces_the_aws_sdk"),
-    [("lambda_function.handler", False), ("lambda_function.tagging_handler", True)],
+    [
+        ("lambda_function.handler", False),
+        ("lambda_function.tagging_handler", True),
+        ("lambda_function.deploy_check", True),
+    ],
 )
 def test_only_the_functions_that_call_aws_load_and_trace_its_sdk(runtime, handler, traces_the_aws_sdk):
     """Predicting calls no AWS API: its cold start does without botocore (docs/benchmarks.md, "The image"), X-Ray

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -39,7 +40,7 @@ RECIPE_DIR = Path(__file__).resolve().parent
 REPO_DIR = RECIPE_DIR.parents[2]
 BUILD_DIR = REPO_DIR / "build" / "lambda-base"
 DEBIAN_SUITE = "bookworm"
-DEBIAN_MIRROR = "http://deb.debian.org/debian"
+APT_SOURCES = Path("/etc/apt")
 DEBIAN_PACKAGES = ("python3", "python3-venv", "ca-certificates")
 AWSLAMBDARIC_VERSION = "4.2.2"
 CA_BUNDLE = Path("/etc/ssl/certs/ca-certificates.crt")
@@ -54,6 +55,23 @@ def emulator_path() -> Path:
     if not found:
         raise FileNotFoundError("the SAM CLI's emulator is missing: `make test` installs .venv-infra")
     return found[0]
+
+
+def debian_mirror(apt: Path = APT_SOURCES) -> str:
+    """The Debian archive this machine's apt installs `DEBIAN_SUITE` from (its deb822 or one-line sources): the
+    one mirror the machine is known to reach."""
+    for sources in sorted((apt / "sources.list.d").glob("*.sources")):
+        for stanza in sources.read_text().split("\n\n"):
+            lines = [line for line in stanza.splitlines() if ":" in line and not line.startswith("#")]
+            fields = {name.strip(): value.split() for name, value in (line.split(":", 1) for line in lines)}
+            if DEBIAN_SUITE in fields.get("Suites", []) and "deb" in fields.get("Types", []):
+                return fields["URIs"][0]
+    one_line = apt / "sources.list"
+    for line in one_line.read_text().splitlines() if one_line.exists() else []:
+        words = re.sub(r"\[[^]]*\]", "", line).split()  # without its [options]
+        if len(words) >= 3 and words[0] == "deb" and words[2] == DEBIAN_SUITE:
+            return words[1]
+    raise FileNotFoundError(f"no Debian {DEBIAN_SUITE} archive in {apt}'s sources: debootstrap needs one")
 
 
 def recipe_digest(emulator: Path, ca_bundle: Path = CA_BUNDLE) -> str:
@@ -88,7 +106,7 @@ def _build(reference: str, emulator: Path) -> None:
                 f"--include={','.join(DEBIAN_PACKAGES)}",
                 DEBIAN_SUITE,
                 str(rootfs),
-                DEBIAN_MIRROR,
+                debian_mirror(),
             ],
             check=True,
             capture_output=True,
