@@ -23,7 +23,7 @@ from aws_lambda_powertools.utilities.data_classes import S3Event
 
 from lambda_function.datapath.service import get_service
 from lambda_function.observability import logger, metrics, patch_aws_sdk, record_metric, tracer
-from lambda_function.request_deadline import lambda_deadline
+from lambda_function.request_deadline import Deadline
 from lambda_function.tagging.batch_operations import Task, is_batch_invocation, run_tasks
 from lambda_function.tagging.s3_tagging import S3Tagger, TagResult
 
@@ -48,13 +48,13 @@ tagger = S3Tagger(
 @tracer.capture_lambda_handler(capture_response=False)
 @metrics.log_metrics
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    deadline = lambda_deadline(context)  # an object still being decoded then is retried, not lost
+    deadline = Deadline.of_lambda_invocation(context)  # an object still being decoded then is retried, not lost
     if is_batch_invocation(event):
         return _batch_operations(event, deadline)
     return _notifications(S3Event(event), deadline)
 
 
-def _notifications(event: S3Event, deadline: float | None) -> dict[str, Any]:
+def _notifications(event: S3Event, deadline: Deadline) -> dict[str, Any]:
     outcomes: Counter[str] = Counter()
     failures = []
     records = 0
@@ -76,7 +76,7 @@ def _notifications(event: S3Event, deadline: float | None) -> dict[str, Any]:
     return summary
 
 
-def _batch_operations(event: dict[str, Any], deadline: float | None) -> dict[str, Any]:
+def _batch_operations(event: dict[str, Any], deadline: Deadline) -> dict[str, Any]:
     def tag(task: Task) -> TagResult:
         return tagger.tag_object(task.bucket, task.key, task.version_id, deadline)
 

@@ -32,7 +32,7 @@ from lambda_function.errors import (
     error_document,
 )
 from lambda_function.observability import logger, record_metric
-from lambda_function.request_deadline import lambda_deadline, request_deadline
+from lambda_function.request_deadline import Deadline, request_deadline
 
 ROUTE_METHODS = route_methods(router)
 
@@ -50,13 +50,13 @@ _JSON_STRING = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*"')  # unrolled: one step per
 _JSON_WHITESPACE = re.compile(r"[ \t\n\r]+")
 
 
-def resolve(resolver: ApiGatewayResolver, event: Any, context: Any, deadline: float | None = None) -> dict[str, Any]:
+def resolve(resolver: ApiGatewayResolver, event: Any, context: Any, deadline: Deadline | None = None) -> dict[str, Any]:
     """Check `event`, then let `resolver` answer it; a refusal is answered in the API's error shape.
 
     HEAD is answered as GET without a body (RFC 9110), so `HEAD /health` works as load balancers expect. The work
-    stops at `deadline` (`time.monotonic()`), by default the Lambda invocation's (`request_deadline`).
+    stops at `deadline`, by default the Lambda invocation's (`lambda_function.request_deadline`).
     """
-    with request_deadline(deadline if deadline is not None else lambda_deadline(context)):
+    with request_deadline(deadline or Deadline.of_lambda_invocation(context)):
         response = _resolve_checked(resolver, event, context)
     _count_error_answer(response)
     return _with_answer_headers(response)

@@ -16,9 +16,7 @@ from __future__ import annotations
 import io
 import math
 import struct
-import time
 import warnings
-from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -34,6 +32,7 @@ from lambda_function.errors import (
     UndecodableImage,
     UnsupportedImage,
 )
+from lambda_function.request_deadline import Deadline
 
 pillow_heif.register_heif_opener()
 # The service's own pixel cap (`DecodeLimits.max_pixels`) rules, through `Image.MAX_IMAGE_PIXELS` below; Pillow's
@@ -58,6 +57,10 @@ JPEG_DRAFT_OVERSAMPLING = 1.9
 # a few thousand strips. The scans are limited in number and in scans x pixels: 30 scans at the cap (under 1 s).
 MAX_JPEG_SCANS = 100
 MAX_JPEG_SCAN_PIXELS = 1_500_000_000
+# A JPEG of several scans is handed to the decoder this many bytes at a time, so that its clock is read every few
+# scans: a scan of a flat image is a few hundred bytes, and the whole scan limit fits in one 64 KB read. Small
+# pieces cost a progressive photo nothing measurable (libjpeg suspends and resumes between them).
+MULTI_SCAN_JPEG_READ_BYTES = 1024
 MAX_TIFF_STRIPS_AND_TILES = 16_384
 _TIFF_STRIP_OFFSETS, _TIFF_TILE_OFFSETS = 273, 324
 _EXIF_ORIENTATION_TAG = 0x0112
@@ -99,9 +102,9 @@ class DecodeLimits:
 
     `time_budget_s` bounds one decode's time (None: unbounded, as training wants): a decode is a series of
     steps (each read of the file by the decoder, each tile of the shrinking, the conversion, the resize), and the
-    time is checked between them, so a decode over its budget is abandoned at its next step. No step is long:
-    the limits above bound the ones that cannot be cut (a HEIC or a TIFF is decoded in one call; the scans of a
-    progressive JPEG may all sit in one read), under 2 s for the largest accepted HEIC on 2 cores (`make bench`).
+    time is checked between them, so a decode over its budget is abandoned at its next step (a JPEG of many scans
+    is read in small pieces for this). No step is long: the limits above bound the ones that cannot be cut (a HEIC
+    or a TIFF is decoded in one call; `make bench` times the largest accepted HEIC).
     """
 
     max_pixels: int
@@ -114,13 +117,10 @@ class _DecodeClock:
     """When a decode must stop: at its time budget (the image asks for too much work) or at the request's
     deadline (the request ran out of time), whichever comes first."""
 
-    def __init__(self, limits: DecodeLimits, deadline: float | None, clock: Callable[[], float]) -> None:
-        self._clock = clock
+    def __init__(self, limits: DecodeLimits, deadline: Deadline | None) -> None:
         self._budget_s = limits.time_budget_s
-        self._deadline = deadline
-        budget_end = None if self._budget_s is None else clock() + self._budget_s
-        ends = [end for end in (deadline, budget_end) if end is not None]
-        self._stop_at = min(ends) if ends else math.inf
+        self._request = deadline or Deadline.never()
+        self._stop = self._request.within(self._budget_s)
 
     def check(self) -> None:
         """
@@ -128,24 +128,28 @@ class _DecodeClock:
             DeadlineExceeded: the request's deadline has passed.
             ImageTooComplex: the decode has taken its whole time budget.
         """
-        now = self._clock()
-        if now < self._stop_at:
+        now = self._request.clock()  # read once per step (a test's clock counts the steps)
+        if now < self._stop.at:
             return
-        if self._deadline is not None and now >= self._deadline:
+        if now >= self._request.at:
             raise DeadlineExceeded("the request's deadline passed while its image was being decoded")
         raise ImageTooComplex(f"the image takes more than {self._budget_s:g} s to decode")
 
 
 class _TimedBytes(io.BytesIO):
     """The encoded image as the decoders read it: every read first checks the decode's clock, so a decode out of
-    time stops at the decoder's next read (Pillow's decoders read 64 KB at a time)."""
+    time stops at the decoder's next read (Pillow's decoders read 64 KB at a time, or `piece_bytes` once set:
+    only for pixel data, as Pillow's header parsers take a short read for a truncated file)."""
 
     def __init__(self, data: bytes, clock: _DecodeClock) -> None:
         super().__init__(data)
         self._decode_clock = clock
+        self.piece_bytes: int | None = None
 
     def read(self, size: int | None = -1) -> bytes:
         self._decode_clock.check()
+        if self.piece_bytes is not None and (size is None or size < 0 or size > self.piece_bytes):
+            size = self.piece_bytes
         return super().read(size)
 
 
@@ -153,8 +157,7 @@ def prepare_image(
     data: bytes,
     size_px: tuple[int, int],
     limits: DecodeLimits,
-    deadline: float | None = None,
-    clock: Callable[[], float] = time.monotonic,
+    deadline: Deadline | None = None,
 ) -> np.ndarray:
     """Decode image bytes and resize them to `size_px` (width, height).
 
@@ -162,8 +165,8 @@ def prepare_image(
         data: the encoded image (any format in ALLOWED_FORMATS).
         size_px: the model's input size as (width, height).
         limits: pixel, memory and time caps, and whether JPEG draft decoding may be used.
-        deadline: when the request must be answered, on `clock`; the decode stops at its next step after it.
-        clock: the clock `deadline` and the time budget are read on.
+        deadline: when the request must be answered; the decode stops at its next step after it. The time
+            budget is read on its clock too (None: no deadline, on `time.monotonic`).
 
     Returns:
         A (height, width, 3) uint8 array of RGB pixels.
@@ -175,7 +178,7 @@ def prepare_image(
         TooMuchDecodeMemory, ImageTooComplex: decoding would take too much memory, or takes too long.
         DeadlineExceeded: the deadline passed during the decode.
     """
-    decode_clock = _DecodeClock(limits, deadline, clock)
+    decode_clock = _DecodeClock(limits, deadline)
     image = _decode(data, limits, size_px, decode_clock)
     try:
         decode_clock.check()
@@ -193,8 +196,7 @@ def decode_image(
     data: bytes,
     limits: DecodeLimits,
     target_size_px: tuple[int, int] | None = None,
-    deadline: float | None = None,
-    clock: Callable[[], float] = time.monotonic,
+    deadline: Deadline | None = None,
 ) -> Image.Image:
     """Decode the first frame of an image into an upright RGB Pillow image.
 
@@ -202,10 +204,10 @@ def decode_image(
     (1/2, 1/4, 1/8) that still covers 1.9 times that size (if `limits.jpeg_draft`): a 12-megapixel phone photo
     then decodes several times faster, and the final resize still shrinks, so the result is equivalent
     (tests/unit/test_preprocessing.py measures it). Other formats are shrunk by box averaging (`reduce`) to about that
-    size right after decoding, so that only the decoder's buffer is ever full size. `deadline` and `clock` are as
-    in `prepare_image`.
+    size right after decoding, so that only the decoder's buffer is ever full size. `deadline` is as in
+    `prepare_image`.
     """
-    return _decode(data, limits, target_size_px, _DecodeClock(limits, deadline, clock))
+    return _decode(data, limits, target_size_px, _DecodeClock(limits, deadline))
 
 
 def _decode(
@@ -215,8 +217,9 @@ def _decode(
     # cap holds for later frames of an animation as well as for the first, with no warning filters (which
     # are process-global and not thread-safe) involved.
     Image.MAX_IMAGE_PIXELS = max(1, limits.max_pixels // 2)
+    source = _TimedBytes(data, clock)
     try:
-        image = Image.open(_TimedBytes(data, clock), formats=ALLOWED_FORMATS)
+        image = Image.open(source, formats=ALLOWED_FORMATS)
     except Image.DecompressionBombError:
         raise TooManyPixels(f"the image has more than {limits.max_pixels:,} pixels") from None
     except UnidentifiedImageError:
@@ -224,8 +227,9 @@ def _decode(
     except _DECODE_ERRORS:
         raise UndecodableImage("the image data is corrupt and cannot be decoded") from None
     try:
-        draftable = _check_decode_work(image, data)
-        return _to_upright_rgb(image, limits, target_size_px, clock, draftable=draftable)
+        plan = _check_decode_work(image, data)
+        source.piece_bytes = plan.read_bytes
+        return _to_upright_rgb(image, limits, target_size_px, clock, draftable=plan.draftable)
     except ClassifierError:
         image.close()
         raise
@@ -280,10 +284,19 @@ def _to_upright_rgb(
     return rgb
 
 
-def _check_decode_work(image: Image.Image, data: bytes) -> bool:
-    """Whether the image may be decoded at a reduced scale (a JPEG's draft mode): an MPO's first frame is a JPEG,
-    and a lossless JPEG cannot be (libjpeg fails part-way), so it is decoded at full size, within the same memory
-    budget, and shrunk after.
+@dataclass(frozen=True)
+class _DecodePlan:
+    """How an image that passed the work limits is decoded: whether at a reduced scale (a JPEG's draft mode),
+    and in pieces of how many bytes (None: as the decoder asks)."""
+
+    draftable: bool = False
+    read_bytes: int | None = None
+
+
+def _check_decode_work(image: Image.Image, data: bytes) -> _DecodePlan:
+    """How the image is decoded (`_DecodePlan`). An MPO's first frame is a JPEG, and may be draft-decoded; a
+    lossless JPEG may not (libjpeg fails part-way), so it is decoded at full size, within the same memory budget,
+    and shrunk after.
 
     Raises:
         ImageTooComplex: more progressive scans, or TIFF strips and tiles, than the limits above.
@@ -298,7 +311,10 @@ def _check_decode_work(image: Image.Image, data: bytes) -> bool:
                 f"the JPEG has {scans} scans of {pixels:,} pixels each; at most {MAX_JPEG_SCAN_PIXELS:,} scanned "
                 "pixels in all are decoded"
             )
-        return frame not in _LOSSLESS_FRAME_MARKERS
+        return _DecodePlan(
+            draftable=frame not in _LOSSLESS_FRAME_MARKERS,
+            read_bytes=MULTI_SCAN_JPEG_READ_BYTES if scans > 1 else None,
+        )
     if image.format == "TIFF":
         tags = image.tag_v2  # type: ignore[attr-defined]
         pieces = len(tags.get(_TIFF_STRIP_OFFSETS, ())) + len(tags.get(_TIFF_TILE_OFFSETS, ()))
@@ -306,7 +322,7 @@ def _check_decode_work(image: Image.Image, data: bytes) -> bool:
             raise ImageTooComplex(
                 f"the TIFF is cut into {pieces:,} strips or tiles, more than {MAX_TIFF_STRIPS_AND_TILES:,}"
             )
-    return False
+    return _DecodePlan()
 
 
 def jpeg_scan_count(data: bytes, stop_after: int) -> int:

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 from aws_lambda_powertools.metrics import MetricUnit
@@ -15,9 +17,10 @@ from aws_lambda_powertools.metrics import MetricUnit
 from lambda_function.datapath.inference import Classifier, Prediction
 from lambda_function.datapath.preprocessing import DecodeLimits, prepare_image
 from lambda_function.datapath.uploads import decode_base64_image
-from lambda_function.errors import DeadlineExceeded, ServerBusy
+from lambda_function.errors import ClassifierError, DeadlineExceeded, ServerBusy
 from lambda_function.fetching.fetch import Resolver, SafeFetcher, system_resolver
 from lambda_function.observability import logger, record_metric, tracer
+from lambda_function.request_deadline import Deadline
 from lambda_function.settings import Settings
 
 
@@ -31,17 +34,19 @@ class ClassifiedImage:
 
 
 class Slots:
-    """A count of things in flight with a capacity: taken at once or within a wait, given back from any thread,
-    and readable (readiness reports a full one)."""
+    """A count of things in flight with a capacity: taken at once or until a deadline, given back from any
+    thread, and readable (readiness reports a full one). A slot is held for a block (`held`), so that no path
+    out of the work, an error or a deadline, can skip giving it back."""
 
     def __init__(self, capacity: int) -> None:
         self.capacity = capacity
         self._taken = 0
         self._freed = threading.Condition()
 
-    def take(self, timeout_s: float | None = 0.0) -> bool:
-        """Take a slot, waiting at most `timeout_s` for one to be given back (None: as long as it takes; by
-        default not at all). False if none came."""
+    def take(self, deadline: Deadline | None = None) -> bool:
+        """Take a slot, waiting until `deadline` for one to be given back (None: not waiting at all). False if
+        none came."""
+        timeout_s = 0.0 if deadline is None else deadline.wait_s()
         with self._freed:
             if not self._freed.wait_for(lambda: self._taken < self.capacity, timeout=timeout_s):
                 return False
@@ -52,6 +57,20 @@ class Slots:
         with self._freed:
             self._taken -= 1
             self._freed.notify()
+
+    @contextmanager
+    def held(self, refusal: ClassifierError, deadline: Deadline | None = None) -> Iterator[None]:
+        """Hold a slot for the block, taken as `take(deadline)` does.
+
+        Raises:
+            ClassifierError: `refusal`, when no slot came.
+        """
+        if not self.take(deadline):
+            raise refusal
+        try:
+            yield
+        finally:
+            self.give_back()
 
     @property
     def free(self) -> int:
@@ -90,7 +109,7 @@ class BreedService:
         # with many requests in flight (most of them waiting on URLs) decodes only as many images at once as the
         # container's CPUs and memory allow, over all its processes.
         self.decode_slots = settings.decode_slots(processes, self._limits.memory_budget_bytes)
-        self._compute_slots = Slots(self.decode_slots)
+        self.compute_slots = Slots(self.decode_slots)
         if not settings.container.fits_one_decode_per_process(processes, self._limits.memory_budget_bytes):
             logger.warning(
                 "the memory limit does not hold one decode per process",
@@ -115,52 +134,47 @@ class BreedService:
         The HTTP server's readiness reports it, so that traffic goes to other pods meanwhile."""
         if self.url_fetches is not None and self.url_fetches.full:
             return "URL fetches"
-        if self._compute_slots.full:
+        if self.compute_slots.full:
             return "decodes"
         return None
 
     @tracer.capture_method(capture_response=False)
-    def classify_url(self, url: str, top_k: int, deadline: float | None = None) -> ClassifiedImage:
+    def classify_url(self, url: str, top_k: int, deadline: Deadline | None = None) -> ClassifiedImage:
         """Fetch `url` (within the request's `deadline` too) and classify it.
 
         Raises:
             ServerBusy: every URL fetch slot is taken; decided here, on the parsed request, without waiting.
             ClassifierError: as `SafeFetcher.fetch` and `classify_bytes`.
         """
+        deadline = deadline or Deadline.never()
         return self.classify_bytes(self._fetch(url, deadline), top_k, deadline)
 
-    def _fetch(self, url: str, deadline: float | None) -> bytes:
+    def _fetch(self, url: str, deadline: Deadline) -> bytes:
         if self.url_fetches is None:
             return self.fetcher.fetch(url, deadline)
-        if not self.url_fetches.take():
-            raise ServerBusy("the server is busy fetching other URLs; retry in a moment, or send the image itself")
-        try:
+        busy = ServerBusy("the server is busy fetching other URLs; retry in a moment, or send the image itself")
+        with self.url_fetches.held(busy):
             return self.fetcher.fetch(url, deadline)
-        finally:
-            self.url_fetches.give_back()
 
-    def classify_base64(self, encoded: str, top_k: int, deadline: float | None = None) -> ClassifiedImage:
+    def classify_base64(self, encoded: str, top_k: int, deadline: Deadline | None = None) -> ClassifiedImage:
         return self.classify_bytes(decode_base64_image(encoded, self.settings.max_upload_bytes), top_k, deadline)
 
     @tracer.capture_method(capture_response=False)
-    def classify_bytes(self, data: bytes, top_k: int, deadline: float | None = None) -> ClassifiedImage:
-        """Decode and classify `data`, giving up when `deadline` (`time.monotonic()`) passes: while waiting for
-        a compute slot, or at the decode's next step; the slot is never held for a request past its deadline.
+    def classify_bytes(self, data: bytes, top_k: int, deadline: Deadline | None = None) -> ClassifiedImage:
+        """Decode and classify `data`, giving up when `deadline` passes: while waiting for a compute slot, or at
+        the decode's next step; the slot is never held for a request past its deadline.
 
         Raises:
             ClassifierError: the image is refused (lambda_function.errors), or DeadlineExceeded.
         """
-        wait_s = None if deadline is None else max(0.0, deadline - time.monotonic())
-        if not self._compute_slots.take(timeout_s=wait_s):
-            raise DeadlineExceeded("the service was decoding other images until the request's deadline")
-        try:
+        deadline = deadline or Deadline.never()
+        out_of_time = DeadlineExceeded("the service was decoding other images until the request's deadline")
+        with self.compute_slots.held(out_of_time, deadline):
             started = time.perf_counter()
             pixels = prepare_image(data, self.classifier.input_size_px, self._limits, deadline)
             preprocessed = time.perf_counter()
             answer = self.classifier.classify(pixels, top_k)
             finished = time.perf_counter()
-        finally:
-            self._compute_slots.give_back()
         preprocessing_ms = (preprocessed - started) * 1000
         inference_ms = (finished - preprocessed) * 1000
         record_metric("PreprocessingMs", MetricUnit.Milliseconds, preprocessing_ms)

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import ipaddress
 import socket
-import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
@@ -34,6 +33,7 @@ from lambda_function.errors import (
 )
 from lambda_function.fetching.address_policy import IPAddress, refusal_reason
 from lambda_function.fetching.fetch_deadline import DeadlineHTTPConnection, DeadlineHTTPSConnection, Watchdog
+from lambda_function.request_deadline import Deadline
 from lambda_function.settings import FetchSettings
 
 Resolver = Callable[[str, int], list[IPAddress]]
@@ -80,9 +80,9 @@ class SafeFetcher:
         self.settings = settings
         self._resolver = resolver
 
-    def fetch(self, url: str, deadline: float | None = None) -> bytes:
+    def fetch(self, url: str, deadline: Deadline | None = None) -> bytes:
         """Download `url`, following at most `max_redirects` redirects, each re-checked, within the fetch's own
-        time (`total_timeout_s`) and the request's `deadline` (`time.monotonic()`), whichever ends first.
+        time (`total_timeout_s`) and the request's `deadline`, whichever ends first.
 
         Raises:
             InvalidUrl: the URL cannot be parsed.
@@ -92,17 +92,17 @@ class SafeFetcher:
             DeadlineExceeded: the request's deadline passed first.
             UpstreamError: the host could not be resolved or reached, or answered with an error.
         """
-        own_end = time.monotonic() + self.settings.total_timeout_s
-        ends_first = own_end if deadline is None else min(own_end, deadline)
+        request = deadline or Deadline.never()
+        ends_first = request.within(self.settings.total_timeout_s)
         try:
             return self._fetch_until(url, ends_first)
         except UpstreamTimeout:
-            if deadline is not None and deadline < own_end and time.monotonic() >= deadline:
+            if request.at == ends_first.at and request.expired:
                 raise DeadlineExceeded("the request's deadline passed while its image was being fetched") from None
             raise
 
-    def _fetch_until(self, url: str, end: float) -> bytes:
-        with Watchdog(end) as watchdog:
+    def _fetch_until(self, url: str, deadline: Deadline) -> bytes:
+        with Watchdog(deadline) as watchdog:
             current_url = url
             for hop in range(self.settings.max_redirects + 1):
                 target = self._check_hop(current_url, hop)
@@ -161,11 +161,11 @@ class SafeFetcher:
             path = f"{path}?{parts.query}"
         return Target(scheme=scheme, host=host, port=port, path=path)
 
-    def resolve_checked(self, target: Target, deadline: float | None = None) -> list[IPAddress]:
-        """Resolve the host once, by `deadline` (monotonic) if given; refuse it if any address is not allowed."""
+    def resolve_checked(self, target: Target, deadline: Deadline | None = None) -> list[IPAddress]:
+        """Resolve the host once, by `deadline` if given; refuse it if any address is not allowed."""
         lookup = _DNS_LOOKUPS.submit(self._resolver, target.host, target.port)
         try:
-            addresses = lookup.result(timeout=None if deadline is None else max(0.0, deadline - time.monotonic()))
+            addresses = lookup.result(timeout=(deadline or Deadline.never()).wait_s())
         except FutureTimeout:
             raise UpstreamTimeout(
                 f"the host {target.host!r} did not resolve within {self.settings.total_timeout_s:g} s"
@@ -184,7 +184,7 @@ class SafeFetcher:
         """GET the target from the first of the checked addresses that accepts a connection."""
         last_error: Exception | None = None
         for address in addresses:
-            remaining_s = watchdog.deadline - time.monotonic()
+            remaining_s = watchdog.deadline.remaining_s()
             if remaining_s <= 0:
                 break
             timeout = urllib3.Timeout(connect=min(self.settings.connect_timeout_s, remaining_s), read=remaining_s)

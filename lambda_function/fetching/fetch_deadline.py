@@ -21,22 +21,23 @@ import contextlib
 import http.client
 import socket
 import threading
-import time
 from typing import Any
 
 from urllib3.connection import HTTPConnection, HTTPSConnection
 
+from lambda_function.request_deadline import Deadline
+
 
 class Watchdog:
-    """Shuts down the sockets registered with it when `deadline` (a `time.monotonic()` value) passes."""
+    """Shuts down the sockets registered with it when `deadline` passes."""
 
-    def __init__(self, deadline: float) -> None:
+    def __init__(self, deadline: Deadline) -> None:
         self.deadline = deadline
         self._sockets: list[socket.socket] = []  # duplicates, owned here: see the module docstring
         self._lock = threading.Lock()
         self._fired = False
         self._closed = False
-        self._timer = threading.Timer(max(0.0, deadline - time.monotonic()), self._fire)
+        self._timer = threading.Timer(deadline.remaining_s(), self._fire)
         self._timer.daemon = True
 
     def __enter__(self) -> Watchdog:
@@ -54,7 +55,7 @@ class Watchdog:
     @property
     def expired(self) -> bool:
         """Whether the deadline has passed (whether or not the timer has fired yet)."""
-        return self._fired or time.monotonic() >= self.deadline
+        return self._fired or self.deadline.expired
 
     def guard(self, sock: socket.socket) -> None:
         """Register `sock` (a duplicate of it, which outlives TLS wrapping); one registered after the deadline is

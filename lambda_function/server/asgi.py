@@ -43,6 +43,7 @@ from lambda_function.errors import (
     error_document,
 )
 from lambda_function.observability import logger
+from lambda_function.request_deadline import Deadline
 from lambda_function.settings import ServerSettings
 
 Scope = MutableMapping[str, Any]
@@ -182,11 +183,10 @@ class BreedServerApp:
         return error_response(NotReady(f"the server is {state}; send the request to another instance"))
 
     async def _answer(self, scope: Scope, receive: Receive, request_id: str) -> HttpResponse:
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + self.settings.request_deadline_s
+        deadline = Deadline.after(self.settings.request_deadline_s)
         seconds = f"{self.settings.request_deadline_s:g} s"
         try:
-            async with asyncio.timeout_at(deadline):
+            async with asyncio.timeout(deadline.remaining_s()):
                 body = await read_body(scope, receive, self.settings.max_request_bytes)
         except TimeoutError:
             return error_response(RequestTimeout(f"the request body did not arrive within {seconds}"))
@@ -196,20 +196,21 @@ class BreedServerApp:
             return response
         event = event_of(scope, body, request_id)
         if scope["method"] in LOOP_METHODS:
-            return self._resolve(event)
-        # The work stops at the same deadline (loop.time() is time.monotonic()): it gives its compute slot back
-        # instead of finishing a decode for a client that was already answered.
-        work = loop.run_in_executor(self._pool, self._resolve, event, deadline)
+            return self._resolve(event, deadline)
+        # The work reads the same deadline: wherever it has got to when the client is answered 504 (queued,
+        # waiting for a compute slot, fetching, decoding), it stops and gives back what it holds.
+        work = asyncio.get_running_loop().run_in_executor(self._pool, self._resolve, event, deadline)
         try:
-            async with asyncio.timeout_at(deadline):
+            async with asyncio.timeout(deadline.remaining_s()):
                 return await work
         except TimeoutError:
-            # A request still queued is dropped; one running stops at its next step (a fetch within its own
-            # deadline, a decode at its next read).
             return error_response(DeadlineExceeded(f"the service could not answer within {seconds}"))
 
-    def _resolve(self, event: dict[str, Any], deadline: float | None = None) -> HttpResponse:
-        """Answer an API Gateway HTTP API event with this thread's resolver (the Lambda function's code path)."""
+    def _resolve(self, event: dict[str, Any], deadline: Deadline) -> HttpResponse:
+        """Answer an API Gateway HTTP API event with this thread's resolver (the Lambda function's code path); a
+        request whose deadline passed while it was queued is dropped (its client has had the 504)."""
+        if deadline.expired:
+            return error_response(DeadlineExceeded("the request's deadline passed while it was queued"))
         resolver = getattr(self._resolvers, "resolver", None)
         if resolver is None:
             resolver = ConcurrentHttpResolver(enable_validation=True)

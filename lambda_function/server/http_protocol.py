@@ -14,8 +14,9 @@ request's headers within `header_timeout_s` of opening (or of its last answer) i
 `GET / HTTP/1.1` is 2,370 requests, and 300 connections that sent that and never read took a worker from 129 MB
 to 1.6 GB. Here the bytes are fed in slices of `FEED_SLICE_BYTES`, and once `MAX_PIPELINED_REQUESTS` requests
 wait behind the one being answered, the rest stay unparsed (reading paused: in the socket, not in memory) until
-answers go out. A connection whose answers stay unread for `write_timeout_s` (its write buffer full) is aborted:
-a polite close would wait for a flush that never comes. The header deadline never closes a connection while one
+answers go out, and at most `WRITE_BUFFER_HIGH_BYTES` of answers wait unsent. A connection whose answers stay
+unread for `write_timeout_s` (its write buffer full, or closed with answers still unsent) is aborted: a polite
+close would wait for a flush that never comes. The header deadline never closes a connection while one
 of its requests is being answered or waits its turn.
 
 **Lingering close.** The server refuses an oversized body (413) as soon as it knows, without reading the rest,
@@ -33,6 +34,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import socket
 from typing import Any
 
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
@@ -46,6 +48,11 @@ LINGER_MAX_BYTES = 64 * 1024 * 1024  # and at most this much of it
 # Pipelined requests a connection may have waiting behind the one being answered; the bytes beyond stay unparsed.
 MAX_PIPELINED_REQUESTS = 8
 FEED_SLICE_BYTES = 1024  # at most about 40 tiny requests parsed past the limit
+# Unsent answer bytes a connection's transport holds before it asks the protocol to wait (asyncio's own: 64 KB),
+# and the kernel's send buffer for it (Linux doubles the figure, and stops growing it by itself). Answers are a few
+# KB; the largest, the page and the OpenAPI document, still go out in a round trip or two.
+WRITE_BUFFER_HIGH_BYTES = 16 * 1024
+SEND_BUFFER_BYTES = 64 * 1024
 
 
 class _HeadersRefused(Exception):
@@ -72,6 +79,13 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         self._body_gap_bytes = 0  # bytes of a body that are no body: chunk framing, extensions, trailers
         # Request cycles are created later, and write and close through this.
         self.transport = _LingeringTransport(transport, self)  # type: ignore[assignment]
+        # What a client that never reads can have the server make and hold for it: unsent answers in the
+        # transport, then in the kernel (whose send buffer would otherwise grow to megabytes per connection on
+        # loopback and in a pod's network, all of it answers made for nobody); past both, the write deadline runs.
+        transport.set_write_buffer_limits(high=WRITE_BUFFER_HIGH_BYTES)
+        sock = transport.get_extra_info("socket")
+        if sock is not None:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, SEND_BUFFER_BYTES)
         self._start_header_timer()
 
     # Header limits and deadline
@@ -282,6 +296,11 @@ class _LingeringTransport:
             self._closer.cancel()
             self._closer = None
         self._transport.close()
+        if self._transport.get_write_buffer_size():
+            # close() waits for the answers still buffered to be flushed: under the high-water mark no
+            # pause_writing ever armed the write deadline, and a client that never reads would hold them for good.
+            loop = asyncio.get_running_loop()
+            self._closer = loop.call_later(self._protocol.limits.write_timeout_s, self._transport.abort)
 
     def abort(self) -> None:
         if self._closer is not None:

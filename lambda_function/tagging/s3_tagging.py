@@ -25,6 +25,7 @@ from botocore.exceptions import ClientError
 from lambda_function.errors import ClassifierError, DeadlineExceeded
 from lambda_function.image_names import is_image_name
 from lambda_function.observability import logger
+from lambda_function.request_deadline import Deadline
 
 if TYPE_CHECKING:
     from lambda_function.datapath.service import BreedService
@@ -106,13 +107,13 @@ class S3Tagger:
         self.model_tag = sanitise_tag_value(f"{card.name}@{card.version}")
 
     def tag_object(
-        self, bucket: str, key: str, version_id: str | None = None, deadline: float | None = None
+        self, bucket: str, key: str, version_id: str | None = None, deadline: Deadline | None = None
     ) -> TagResult:
         """Classify and tag one object: the version given, or the current one. An image that takes more than the
         decode time budget is tagged with its error, as other unusable images are: a retry would end the same way.
 
         Raises:
-            DeadlineExceeded: `deadline` (`time.monotonic()`, the invocation's) passed before the object was
+            DeadlineExceeded: `deadline` (the invocation's) passed before the object was
                 classified; nothing was written, and a retry has the time.
             ClientError: any S3 failure other than the object (or version) being gone, so that the caller
                 retries; among them 412 PreconditionFailed when the object changed after it was checked.
@@ -137,7 +138,7 @@ class S3Tagger:
         raise ObjectKeptChanging(f"s3://{bucket}/{key} was replaced while it was tagged, {MAX_TAGGING_ATTEMPTS} times")
 
     def _tag_once(
-        self, bucket: str, key: str, version_id: str | None, trust_existing_tags: bool, deadline: float | None
+        self, bucket: str, key: str, version_id: str | None, trust_existing_tags: bool, deadline: Deadline | None
     ) -> tuple[TagResult, bool]:
         """Tag the object once; and whether it was replaced meanwhile (objects without versions only), in which
         case the tags just written may describe other bytes than those it now holds."""
@@ -168,7 +169,7 @@ class S3Tagger:
             raise
 
     def _classify(
-        self, bucket: str, key: str, head: dict[str, Any], pinned: dict[str, str], deadline: float | None
+        self, bucket: str, key: str, head: dict[str, Any], pinned: dict[str, str], deadline: Deadline | None
     ) -> tuple[dict[str, str], TagResult]:
         cap = self.max_object_bytes
         if head["ContentLength"] > cap:

@@ -17,7 +17,7 @@ import yaml
 from lambda_function.errors import DeadlineExceeded
 from lambda_function.fetching.fetch import SafeFetcher
 from lambda_function.local_context import LocalLambdaContext
-from lambda_function.request_deadline import LAMBDA_ANSWER_MARGIN_S
+from lambda_function.request_deadline import LAMBDA_ANSWER_MARGIN_S, Deadline
 from tests.conftest import CAT_PHOTOS, REPO_DIR, http_api_event, load_event, parsed_body, rest_event
 from tests.support import http_server
 from tests.support.images import EPS_BYTES, PDF_BYTES, encode, photo, progressive_jpeg_with_repeated_scans
@@ -188,9 +188,9 @@ def test_a_request_out_of_time_gives_its_compute_slot_back(model_path):
     data = SIAMESE.read_bytes()
 
     with pytest.raises(DeadlineExceeded):
-        one_slot.classify_bytes(data, top_k=1, deadline=time.monotonic() - 1)
+        one_slot.classify_bytes(data, top_k=1, deadline=Deadline.after(-1))
     # With the slot still held, this would wait until its deadline and fail the same way.
-    assert one_slot.classify_bytes(data, top_k=1, deadline=time.monotonic() + 30).predictions
+    assert one_slot.classify_bytes(data, top_k=1, deadline=Deadline.after(30)).predictions
 
 
 def test_a_request_waiting_for_a_compute_slot_gives_up_at_its_deadline(model_path):
@@ -214,7 +214,7 @@ def test_a_request_waiting_for_a_compute_slot_gives_up_at_its_deadline(model_pat
     try:
         assert started.wait(30)
         with pytest.raises(DeadlineExceeded, match="decoding other images"):
-            one_slot.classify_bytes(data, top_k=1, deadline=time.monotonic() + 0.2)
+            one_slot.classify_bytes(data, top_k=1, deadline=Deadline.after(0.2))
     finally:
         release.set()
         first.join(30)

@@ -16,6 +16,7 @@ import pytest
 from PIL import Image
 
 from lambda_function.datapath.preprocessing import (
+    MULTI_SCAN_JPEG_READ_BYTES,
     RESAMPLING,
     DecodeLimits,
     decode_image,
@@ -30,6 +31,7 @@ from lambda_function.errors import (
     UndecodableImage,
     UnsupportedImage,
 )
+from lambda_function.request_deadline import Deadline
 from tests.conftest import CAT_PHOTOS, DOG_PHOTOS, REPO_DIR, TEST_INPUT_SIZE_PX, parsed_body, rest_event
 from tests.support.images import (
     EPS_BYTES,
@@ -377,19 +379,29 @@ def test_the_decode_clock_is_read_at_every_read_the_decoder_makes_of_the_file(no
     clock = SteppingClock()
     timed = DecodeLimits(max_pixels=50_000_000, time_budget_s=5)
 
-    prepare_image(noise_png, INPUT, timed, clock=clock)
+    prepare_image(noise_png, INPUT, timed, Deadline.never(clock))
 
     assert clock.reads > len(noise_png) // 65536
+
+
+def test_the_decode_clock_is_read_every_kilobyte_of_a_jpeg_of_many_scans():
+    """Thousands of scans of a flat image fit in one 64 KB read, which the clock could not cut."""
+    data = progressive_jpeg_with_repeated_scans(90, side_px=3000)  # 55 KB
+    clock = SteppingClock()
+
+    prepare_image(data, INPUT, DecodeLimits(max_pixels=50_000_000, time_budget_s=5), Deadline.never(clock))
+
+    assert clock.reads > len(data) // MULTI_SCAN_JPEG_READ_BYTES
 
 
 def test_a_decode_that_runs_out_of_its_time_budget_midway_stops_at_its_next_step(noise_png):
     timed = DecodeLimits(max_pixels=50_000_000, time_budget_s=5)
     whole = SteppingClock()
-    prepare_image(noise_png, INPUT, timed, clock=whole)
+    prepare_image(noise_png, INPUT, timed, Deadline.never(whole))
     midway = SteppingClock(still=whole.reads // 2)
 
     with pytest.raises(ImageTooComplex, match="more than 5 s to decode"):
-        prepare_image(noise_png, INPUT, timed, clock=midway)
+        prepare_image(noise_png, INPUT, timed, Deadline.never(midway))
 
     assert midway.reads == whole.reads // 2 + 1  # the first step that saw the time was the last
 
@@ -398,14 +410,14 @@ def test_a_decode_past_the_requests_deadline_stops_with_deadline_exceeded(noise_
     timed = DecodeLimits(max_pixels=50_000_000, time_budget_s=5)
 
     with pytest.raises(DeadlineExceeded):
-        prepare_image(noise_png, INPUT, timed, deadline=1.0, clock=SteppingClock(still=10))
+        prepare_image(noise_png, INPUT, timed, Deadline(1.0, SteppingClock(still=10)))
     with pytest.raises(DeadlineExceeded):
-        prepare_image(noise_png, INPUT, LIMITS, deadline=time.monotonic() - 1)
+        prepare_image(noise_png, INPUT, LIMITS, Deadline.after(-1))
 
 
 def test_without_a_time_budget_or_deadline_a_decode_is_never_cut(noise_png):
     """Training decodes its datasets so, on any clock."""
-    assert prepare_image(noise_png, INPUT, LIMITS, clock=SteppingClock(still=0)).shape[:2] == INPUT
+    assert prepare_image(noise_png, INPUT, LIMITS, Deadline.never(SteppingClock(still=0))).shape[:2] == INPUT
 
 
 def test_a_tiff_cut_into_tens_of_thousands_of_strips_is_refused_before_decoding():

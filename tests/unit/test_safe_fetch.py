@@ -12,6 +12,7 @@ import pytest
 
 from lambda_function.errors import DeadlineExceeded, ImageTooLarge, UpstreamError, UpstreamTimeout
 from lambda_function.fetching.fetch import SafeFetcher, system_resolver
+from lambda_function.request_deadline import Deadline
 from lambda_function.settings import FetchSettings
 from tests.conftest import CAT_PHOTOS, parsed_body, rest_event
 from tests.support import http_server
@@ -257,8 +258,6 @@ def test_interim_answers_before_the_final_one_are_skipped():
 
 
 def test_a_fast_flood_of_interim_answers_is_refused_at_the_cap_not_waited_out():
-    import time
-
     from lambda_function.fetching.fetch_deadline import MAX_INTERIM_ANSWERS
 
     fetcher = SafeFetcher(replace(STRICT, allow_loopback=True, total_timeout_s=10))
@@ -282,8 +281,8 @@ def test_a_fetch_stops_at_the_requests_deadline_when_it_comes_before_its_own(dri
     fetcher = SafeFetcher(replace(STRICT, allow_loopback=True, total_timeout_s=5))
     with http_server.running({"/slow.jpg": dripping}) as host:
         with pytest.raises(DeadlineExceeded):
-            fetcher.fetch(host.url("/slow.jpg"), deadline=time.monotonic() + 0.3)
+            fetcher.fetch(host.url("/slow.jpg"), deadline=Deadline.after(0.3))
         with pytest.raises(UpstreamTimeout):
             SafeFetcher(replace(STRICT, allow_loopback=True, total_timeout_s=0.3, connect_timeout_s=0.3)).fetch(
-                host.url("/slow.jpg"), deadline=time.monotonic() + 60
+                host.url("/slow.jpg"), deadline=Deadline.after(60)
             )
