@@ -145,8 +145,8 @@ class NotReady(ClassifierError):
 
 
 class ServerBusy(ClassifierError):
-    """Every slot for URL fetches is taken by slow upstreams; uploads are still served (the answer says when to
-    retry)."""
+    """Every slot for URL fetches is taken by slow upstreams (uploads are still served), or the worker holds as
+    many request bodies as it may; the answer says when to retry."""
 
     code = "server_busy"
     headers: ClassVar[dict[str, str]] = {"Retry-After": "1"}

@@ -116,6 +116,10 @@ class ServerSettings:
     # pipelined requests and never reads holds nothing longer.
     write_timeout_s: float = 10.0
     max_request_bytes: int = DEFAULT_MAX_REQUEST_BYTES
+    # Request bodies one worker holds at once, from their first byte until their work ends (JSON parsing and
+    # base64 decoding copy them once or twice more): many clients uploading at once cannot take a pod's memory.
+    # A body beyond gets 503 `server_busy`; ten bodies of the largest size fit.
+    max_body_bytes_in_flight: int = 10 * DEFAULT_MAX_REQUEST_BYTES
     request_deadline_s: float = 14.0
     # After SIGTERM, /readyz answers 503 this long before the worker stops accepting connections, so that the
     # load balancer stops sending first (Kubernetes removes the endpoint while the pod is still serving).
@@ -129,6 +133,11 @@ class ServerSettings:
             raise SettingsError(
                 "SERVER_MAX_URL_FETCHES must be at least 1 and below SERVER_THREADS_PER_WORKER, "
                 "so that uploads always have threads of their own"
+            )
+        if self.max_body_bytes_in_flight < self.max_request_bytes:
+            raise SettingsError(
+                "SERVER_MAX_BODY_BYTES_IN_FLIGHT must be at least SERVER_MAX_REQUEST_BYTES, or the largest request "
+                "could never be received"
             )
         if self.graceful_timeout_s <= self.drain_s + self.request_deadline_s:
             raise SettingsError(
@@ -235,6 +244,7 @@ def _server_settings(env: Mapping[str, str]) -> ServerSettings:
         header_timeout_s=_number(env, "SERVER_HEADER_TIMEOUT_S", default.header_timeout_s, float, minimum=0.1),
         write_timeout_s=_number(env, "SERVER_WRITE_TIMEOUT_S", default.write_timeout_s, float, minimum=0.1),
         max_request_bytes=_number(env, "SERVER_MAX_REQUEST_BYTES", default.max_request_bytes, int),
+        max_body_bytes_in_flight=_number(env, "SERVER_MAX_BODY_BYTES_IN_FLIGHT", default.max_body_bytes_in_flight, int),
         request_deadline_s=_number(env, "SERVER_REQUEST_DEADLINE_S", default.request_deadline_s, float, minimum=0.1),
         drain_s=_number(env, "SERVER_DRAIN_S", default.drain_s, float, minimum=0),
         graceful_timeout_s=_number(env, "SERVER_GRACEFUL_TIMEOUT_S", default.graceful_timeout_s, float),

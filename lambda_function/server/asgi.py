@@ -40,6 +40,7 @@ from lambda_function.errors import (
     NotReady,
     RequestTimeout,
     RequestTooLarge,
+    ServerBusy,
     error_document,
 )
 from lambda_function.observability import logger
@@ -65,6 +66,24 @@ class HttpResponse:
     headers: list[tuple[bytes, bytes]] = field(default_factory=list)
 
 
+class BodyBudget:
+    """Bytes of request bodies a worker holds at once, from their first byte until their work ends. Used on the
+    event loop only: bytes are reserved as they are received and released when the request's work is done."""
+
+    def __init__(self, capacity_bytes: int) -> None:
+        self.capacity_bytes = capacity_bytes
+        self.held_bytes = 0
+
+    def reserve(self, size: int) -> bool:
+        if self.held_bytes + size > self.capacity_bytes:
+            return False
+        self.held_bytes += size
+        return True
+
+    def release(self, size: int) -> None:
+        self.held_bytes -= size
+
+
 class ClientDisconnected(Exception):
     """The client went away before its request body arrived; there is nobody to answer."""
 
@@ -87,6 +106,7 @@ class BreedServerApp:
         self.settings = settings
         self._start_service = start_service
         self._pool = ThreadPoolExecutor(max_workers=settings.threads_per_worker, thread_name_prefix="request")
+        self.bodies = BodyBudget(settings.max_body_bytes_in_flight)
         # What the service's slots are all taken by, if anything (BreedService.saturation): readiness reports it.
         self._saturation = saturation
         self._resolvers = threading.local()
@@ -185,21 +205,29 @@ class BreedServerApp:
     async def _answer(self, scope: Scope, receive: Receive, request_id: str) -> HttpResponse:
         deadline = Deadline.after(self.settings.request_deadline_s)
         seconds = f"{self.settings.request_deadline_s:g} s"
+        received = _ReceivedBody(self.bodies)
+        work: asyncio.Future[HttpResponse] | None = None
         try:
-            async with asyncio.timeout(deadline.remaining_s()):
-                body = await read_body(scope, receive, self.settings.max_request_bytes)
-        except TimeoutError:
-            return error_response(RequestTimeout(f"the request body did not arrive within {seconds}"))
-        except RequestTooLarge as error:
-            response = error_response(error)
-            response.headers.append((b"connection", b"close"))  # the rest of the body is never read
-            return response
-        event = event_of(scope, body, request_id)
-        if scope["method"] in LOOP_METHODS:
-            return self._resolve(event, deadline)
-        # The work reads the same deadline: wherever it has got to when the client is answered 504 (queued,
-        # waiting for a compute slot, fetching, decoding), it stops and gives back what it holds.
-        work = asyncio.get_running_loop().run_in_executor(self._pool, self._resolve, event, deadline)
+            try:
+                async with asyncio.timeout(deadline.remaining_s()):
+                    body = await read_body(scope, receive, self.settings.max_request_bytes, received)
+            except TimeoutError:
+                return error_response(RequestTimeout(f"the request body did not arrive within {seconds}"))
+            except (RequestTooLarge, ServerBusy) as error:
+                response = error_response(error)
+                response.headers.append((b"connection", b"close"))  # the rest of the body is never read
+                return response
+            event = event_of(scope, body, request_id)
+            del body  # the event holds it now
+            if scope["method"] in LOOP_METHODS:
+                return self._resolve(event, deadline)
+            # The work reads the same deadline: wherever it has got to when the client is answered 504 (queued,
+            # waiting for a compute slot, fetching, decoding), it stops and gives back what it holds.
+            work = asyncio.get_running_loop().run_in_executor(self._pool, self._resolve, event, deadline)
+            work.add_done_callback(lambda _: received.release())  # the body is held until its work ends
+        finally:
+            if work is None:
+                received.release()
         try:
             async with asyncio.timeout(deadline.remaining_s()):
                 return await work
@@ -219,17 +247,42 @@ class BreedServerApp:
         return from_proxy_response(resolve(resolver, event, None, deadline))
 
 
-async def read_body(scope: Scope, receive: Receive, max_bytes: int) -> bytes:
-    """The request body, refused as soon as it is known to be over `max_bytes`.
+class _ReceivedBody:
+    """One request's share of the worker's `BodyBudget`: reserved as its bytes arrive, released once."""
+
+    def __init__(self, budget: BodyBudget) -> None:
+        self._budget = budget
+        self.reserved_bytes = 0
+
+    def reserve(self, size: int) -> bool:
+        if not self._budget.reserve(size):
+            return False
+        self.reserved_bytes += size
+        return True
+
+    def release(self) -> None:
+        self._budget.release(self.reserved_bytes)
+        self.reserved_bytes = 0
+
+
+async def read_body(scope: Scope, receive: Receive, max_bytes: int, received: _ReceivedBody) -> bytes:
+    """The request body, refused as soon as it is known to be over `max_bytes`, or as soon as the worker cannot
+    hold it beside the bodies it holds already (reserved in `received`: the announced length at once, chunks as
+    they come).
 
     Raises:
         RequestTooLarge: Content-Length or the bytes received so far exceed the cap.
+        ServerBusy: the worker holds as many request bodies as it may.
         ClientDisconnected: the client closed the connection first.
     """
     too_large = RequestTooLarge(f"the request body is over the limit of {max_bytes:,} bytes")
+    busy = ServerBusy("the server is receiving and answering as many request bodies as it can; retry in a moment")
     for name, value in scope.get("headers", ()):
-        if name == b"content-length" and value.isdigit() and int(value) > max_bytes:
-            raise too_large
+        if name == b"content-length" and value.isdigit():
+            if int(value) > max_bytes:
+                raise too_large
+            if not received.reserve(int(value)):
+                raise busy
     body = bytearray()
     while True:
         message = await receive()
@@ -238,6 +291,8 @@ async def read_body(scope: Scope, receive: Receive, max_bytes: int) -> bytes:
         body += message.get("body", b"")
         if len(body) > max_bytes:
             raise too_large
+        if len(body) > received.reserved_bytes and not received.reserve(len(body) - received.reserved_bytes):
+            raise busy
         if not message.get("more_body", False):
             return bytes(body)
 

@@ -856,19 +856,24 @@ def test_readiness_reports_a_worker_whose_decodes_take_every_compute_slot(servic
 # A pod's memory limit
 
 
-def test_in_a_1_gib_pod_never_reading_pipeliners_and_costly_json_leave_the_worker_alive(service_env):
+def test_in_a_1_gib_pod_never_reading_pipeliners_costly_json_and_many_uploads_leave_the_worker_alive(service_env):
     """kube-config's limit (1 GiB) in a memory cgroup of the test's own, with its one worker: 300 connections that
-    pipeline 2,000 requests each and never read, then 8 bodies of 6 MB of empty containers at once."""
+    pipeline 2,000 requests each and never read, then 8 bodies of 6 MB of empty containers at once, then 100
+    uploads of 6 MB at once (of bytes that are no image)."""
     env = {**service_env, **SERVER_ENV, "INFERENCE_THREADS": "1", "DECODE_CONCURRENCY": "1"}
     env.pop("SERVER_MAX_REQUEST_BYTES")  # the default cap, which a 6 MB body is under
     costly = ('{"x": [' + ",".join(["{}"] * 2_000_000) + "]}").encode()
+    not_an_image = json.dumps({"image": base64.b64encode(os.urandom(4_400_000)).decode()}).encode()
     with memory_cgroup(1024 * 1024 * 1024) as procs, running_server(env, cgroup_procs=procs) as pod:
         worker = worker_pid(pod.process.pid)
-        with never_reading_connections(urlsplit(pod.base_url).port, 300), ThreadPoolExecutor(max_workers=8) as pool:
+        with never_reading_connections(urlsplit(pod.base_url).port, 300), ThreadPoolExecutor(max_workers=100) as pool:
             costly_answers = list(pool.map(lambda _: post_json_bytes(pod.base_url, costly), range(8)))
             alive = call(pod.base_url, "GET", "/livez", timeout=10)[0]
+            upload_answers = list(pool.map(lambda _: post_json_bytes(pod.base_url, not_an_image), range(100)))
         same_worker = worker_pid(pod.process.pid) == worker
         killed = oom_kills(procs)
 
     assert [(status, code) for status, _, code in costly_answers] == [(400, "bad_request")] * 8
     assert (alive, same_worker, killed) == (200, True, 0)
+    # Those the worker could hold were read and refused for what they are; the rest were told to come back.
+    assert {(status, code) for status, _, code in upload_answers} == {(415, "unsupported_image"), (503, "server_busy")}

@@ -116,3 +116,22 @@ def test_a_request_answered_504_holds_no_slot_wherever_its_work_had_got_to(one_s
         wait_until(lambda: all_slots_free(one_slot_service), timeout_s=2, what=f"the slots freed ({where})")
 
     assert [(status, body["error"]["code"]) for status, body in answers] == [(504, "deadline_exceeded")] * len(bodies)
+
+
+def test_bodies_beyond_what_a_worker_may_hold_get_503_and_every_byte_is_released_after(one_slot_service):
+    """Three slow uploads fit in the worker's body budget, the fourth does not; once their work ends, the
+    worker holds no body."""
+    body = upload_body(SLOW_DECODE)
+    app = BreedServerApp(
+        ServerSettings(threads_per_worker=8, max_request_bytes=len(body), max_body_bytes_in_flight=3 * len(body)),
+        start_service=lambda: None,
+    )
+
+    async def four_at_once() -> list[tuple[int, dict]]:
+        return await asyncio.gather(*(post(app, "/predict", body) for _ in range(4)))
+
+    answers = asyncio.run(four_at_once())
+    wait_until(lambda: app.bodies.held_bytes == 0, timeout_s=10, what="every body released")
+
+    assert sorted(status for status, _ in answers) == [200, 200, 200, 503]
+    assert {body["error"]["code"] for status, body in answers if status == 503} == {"server_busy"}
