@@ -11,16 +11,21 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+from dataclasses import replace
 from pathlib import Path
 
 import keras
 
 from conversion.convert import ConversionOptions, Mode, convert
-from lambda_function.datapath.model_contract import InputSpec, ModelCard, write_sidecar
+from lambda_function.datapath.model_contract import CoatRule, InputSpec, ModelCard, write_sidecar
+from training.coat import coat_lengths, coat_rule
 
 REPO_DIR = Path(__file__).resolve().parent.parent
 BREEDS_FILE = REPO_DIR.parent / "shared" / "breeds.txt"
 PHOTOS_DIR = REPO_DIR.parent / "shared" / "photos"
+# An untrained model's coat answers mean nothing; a middling threshold lets both kinds of answer (a length, and
+# unclear) appear in the tests.
+UNTRAINED_MIN_COAT_PROBABILITY = 0.5
 DEFAULT_INPUT_SIZE_PX = 128  # small: the smoke model exercises the serving path, it is not meant to be accurate
 
 
@@ -69,8 +74,16 @@ def write_untrained_keras_model(
             "serving path only",
         },
     )
-    write_sidecar(keras_path, card)
+    write_sidecar(keras_path, replace(card, coat_rule=_coat_rule_if_known(labels)))
     return keras_path
+
+
+def _coat_rule_if_known(labels: list[str]) -> CoatRule | None:
+    """The coat table's rule for labels it covers (breeds.txt's), so that the serving path's coat and description
+    are exercised; none for other labels."""
+    if not set(labels) <= set(coat_lengths()):
+        return None
+    return coat_rule(labels, UNTRAINED_MIN_COAT_PROBABILITY)
 
 
 def write_untrained_model(

@@ -14,6 +14,7 @@ import sys
 from dataclasses import replace
 from pathlib import Path
 
+from lambda_function.datapath.inference import Coat
 from lambda_function.datapath.model_contract import ModelContractError
 from lambda_function.errors import ClassifierError
 from lambda_function.local_context import LocalLambdaContext
@@ -123,6 +124,8 @@ def _predict(args: argparse.Namespace, settings: Settings) -> int:
         f"{args.source}  (model {card.name} {card.version}; cat detected: {_yes_no(result.cat_detected)}; "
         f"breed identified: {_yes_no(result.breed_identified)})"
     )
+    if result.description is not None:
+        print(f"  {result.description}  (coat: {_coat(result.coat)})")
     if result.breed_identified is False:
         print("  No clear breed: perhaps a mixed-breed cat or a breed this model does not know. Closest:")
     width = max(len(p.breed) for p in result.predictions)
@@ -130,6 +133,12 @@ def _predict(args: argparse.Namespace, settings: Settings) -> int:
         bar = "#" * round(prediction.probability * 30)
         print(f"  {rank}. {prediction.breed:<{width}}  {prediction.probability:7.2%}  {bar}")
     return 0
+
+
+def _coat(coat: Coat | None) -> str:
+    if coat is None:
+        return "unknown"
+    return f"{coat.length or 'unclear'}, {coat.probability:.0%}"
 
 
 def _yes_no(value: bool | None) -> str:

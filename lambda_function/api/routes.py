@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 from http import HTTPStatus
-from typing import Any
+from typing import Any, Literal
 
 from aws_lambda_powertools.event_handler import Response, content_types
 from aws_lambda_powertools.event_handler.api_gateway import ApiGatewayResolver, Router
@@ -75,6 +75,15 @@ class ModelInfo(BaseModel):
     version: str
 
 
+class CoatAnswer(BaseModel):
+    length: Literal["hairless", "short", "medium", "long"] | None = Field(
+        description="The coat's length by the breed standards' categories; null when it is unclear"
+    )
+    probability: float = Field(
+        ge=0, le=1, description="The length's probability (medium and long counted together, as they are judged)"
+    )
+
+
 class PredictResponse(BaseModel):
     predictions: list[BreedProbability]
     cat_detected: bool | None = Field(
@@ -86,6 +95,18 @@ class PredictResponse(BaseModel):
             "name (a mixed-breed cat, a breed it does not know, a photo too poor to tell), when `predictions` are "
             "only the closest breeds; null when no cat was detected or the model has no breed rule"
         )
+    )
+    coat: CoatAnswer | None = Field(
+        description="The cat's coat length, for every cat detected; null when no cat was detected or the model has "
+        "no coat rule"
+    )
+    description: str | None = Field(
+        description=(
+            "The cat as a shelter would name it: its breed when `breed_identified`, otherwise 'Domestic Short Hair', "
+            "'Domestic Medium Hair', 'Domestic Long Hair' or 'Domestic Hairless' by its coat, or 'Domestic cat' when "
+            "the coat is unclear too; null when no cat was detected"
+        ),
+        examples=["Siamese", "Domestic Short Hair"],
     )
     model: ModelInfo
 
@@ -158,6 +179,10 @@ def predict_response(result: ClassifiedImage) -> PredictResponse:
         predictions=[BreedProbability(breed=p.breed, probability=round(p.probability, 6)) for p in result.predictions],
         cat_detected=result.cat_detected,
         breed_identified=result.breed_identified,
+        coat=None
+        if result.coat is None
+        else CoatAnswer(length=result.coat.length, probability=round(result.coat.probability, 6)),  # type: ignore[arg-type]
+        description=result.description,
         model=_model_info(),
     )
 

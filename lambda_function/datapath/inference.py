@@ -26,12 +26,51 @@ class Prediction:
 
 
 @dataclass(frozen=True)
+class Coat:
+    length: str | None  # one of COAT_LENGTHS; None: unclear
+    probability: float  # the length's probability (medium and long together, as lengths are judged)
+
+
+# How shelters name a cat of no clear breed (Petfinder's own classes, in breeds.txt), by its coat; a hairless one
+# "in the same spirit", and one whose coat is unclear too, as no more than a domestic cat.
+DOMESTIC_NAMES = {
+    "short": "Domestic Short Hair",
+    "medium": "Domestic Medium Hair",
+    "long": "Domestic Long Hair",
+    "hairless": "Domestic Hairless",
+}
+UNCLEAR_DOMESTIC_NAME = "Domestic cat"
+
+
+@dataclass(frozen=True)
 class Answer:
     """What the model says of one image."""
 
     predictions: list[Prediction]  # the top k labels, most likely first: the closest breeds even when unsure
     cat_detected: bool | None  # None: the model has no "No cat" class and cannot tell
     breed_identified: bool | None  # None: no cat detected, or the model has no breed rule
+    coat: Coat | None = None  # None: no cat detected, or the model has no coat rule
+    description: str | None = None  # how a person would name the cat (`describe`); None: no cat detected
+
+
+def describe(top_breed: str, breed_identified: bool | None, coat: Coat | None) -> str:
+    """The cat's name as a shelter would write it: its breed when the breed is identified, otherwise the domestic
+    name of its coat ("Domestic Short Hair"), or "Domestic cat" when the coat is unclear too."""
+    if breed_identified:
+        return top_breed
+    if coat is None or coat.length is None:
+        return UNCLEAR_DOMESTIC_NAME
+    return DOMESTIC_NAMES[coat.length]
+
+
+def coat_of(probabilities: np.ndarray, card: ModelCard) -> Coat | None:
+    """The sidecar's coat rule on the label probabilities; None when "No cat" is the top answer or there is no
+    rule."""
+    rule = card.coat_rule
+    if rule is None or card.labels[int(np.argmax(probabilities))] == NO_CAT_LABEL:
+        return None
+    length, probability = rule.read(probabilities)
+    return Coat(length, probability)
 
 
 def breed_identified(probabilities: np.ndarray, card: ModelCard) -> bool | None:
@@ -117,7 +156,11 @@ class Classifier:
         top_k = max(1, min(top_k, len(self.card.labels)))
         order = np.argsort(-probabilities, kind="stable")[:top_k]
         predictions = [Prediction(self.card.labels[i], float(probabilities[i])) for i in order.tolist()]
-        return Answer(predictions, self._cat_detected(predictions), breed_identified(probabilities, self.card))
+        cat_detected = self._cat_detected(predictions)
+        identified = breed_identified(probabilities, self.card)
+        coat = coat_of(probabilities, self.card)
+        description = None if cat_detected is False else describe(predictions[0].breed, identified, coat)
+        return Answer(predictions, cat_detected, identified, coat, description)
 
     def _cat_detected(self, predictions: list[Prediction]) -> bool | None:
         """True when the top label is a breed; None for a model that has no "No cat" class and cannot tell."""

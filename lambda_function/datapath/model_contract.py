@@ -12,6 +12,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 SIDECAR_FORMAT_VERSION = 1
 SUPPORTED_INPUT_DTYPES = ("float32", "uint8", "int8")
 
@@ -48,6 +50,39 @@ class BreedRule:
         return breed_probability_given_cat >= self.min_probability
 
 
+COAT_LENGTHS = ("hairless", "short", "medium", "long")
+
+
+@dataclass(frozen=True)
+class CoatRule:
+    """How a cat's coat length is read from the model's probabilities: the share of the breeds' probability on
+    breeds of each length (breeds of several lengths, colour names and "No cat" count for none), by the breed
+    standards' table (`training/coat_lengths.csv`, copied here at training). A length whose share is under
+    `min_probability` (hairless, short, or medium and long together, as it is judged) is unclear.
+    `training.coat_study` and docs/model.md say how the rule and its threshold were chosen."""
+
+    label_lengths: tuple[str | None, ...]  # per label, in the model's output order
+    min_probability: float
+
+    def length_shares(self, probabilities: np.ndarray) -> np.ndarray:
+        """P(length | cat) over COAT_LENGTHS."""
+        mass = np.array(
+            [
+                sum(float(p) for p, length in zip(probabilities, self.label_lengths, strict=True) if length == name)
+                for name in COAT_LENGTHS
+            ]
+        )
+        total = mass.sum()
+        return mass / total if total > 0 else mass
+
+    def read(self, probabilities: np.ndarray) -> tuple[str | None, float]:
+        """The coat's length (None: unclear) and its probability (the judged share: medium and long together)."""
+        shares = self.length_shares(probabilities)
+        length = COAT_LENGTHS[int(np.argmax(shares))]
+        judged = shares[2:].sum() if length in ("medium", "long") else shares[COAT_LENGTHS.index(length)]
+        return (length if judged >= self.min_probability else None), float(judged)
+
+
 @dataclass(frozen=True)
 class ModelCard:
     """The parsed sidecar."""
@@ -59,6 +94,7 @@ class ModelCard:
     provenance: dict[str, Any] = field(default_factory=dict)
     metrics: dict[str, Any] = field(default_factory=dict)
     breed_rule: BreedRule | None = None  # None: the model cannot tell an unclear breed (breed_identified is null)
+    coat_rule: CoatRule | None = None  # None: the model says nothing of coats (coat is null)
 
     def to_json_dict(self) -> dict[str, Any]:
         body = asdict(self)
@@ -66,6 +102,13 @@ class ModelCard:
         body["input"]["value_range"] = list(self.input.value_range)
         if self.breed_rule is None:
             del body["breed_rule"]
+        if self.coat_rule is None:
+            del body["coat_rule"]
+        else:
+            body["coat_rule"] = {
+                "lengths": dict(zip(self.labels, self.coat_rule.label_lengths, strict=True)),
+                "min_probability": self.coat_rule.min_probability,
+            }
         return {"format_version": SIDECAR_FORMAT_VERSION, **body}
 
 
@@ -130,6 +173,7 @@ def _parse(raw: Any) -> ModelCard:
             raise ValueError(f"'{key}' must be a non-empty string")
     return ModelCard(
         breed_rule=_breed_rule(raw.get("breed_rule")),
+        coat_rule=_coat_rule(raw.get("coat_rule"), labels),
         name=raw["name"],
         version=raw["version"],
         labels=tuple(labels),
@@ -148,6 +192,23 @@ def _breed_rule(raw: Any) -> BreedRule | None:
     if isinstance(threshold, bool) or not isinstance(threshold, int | float) or not 0 <= threshold <= 1:
         raise ValueError(f"'breed_rule.min_probability' must be a number from 0 to 1, got {threshold!r}")
     return BreedRule(min_probability=float(threshold))
+
+
+def _coat_rule(raw: Any, labels: list[str]) -> CoatRule | None:
+    if raw is None:
+        return None
+    if not isinstance(raw, dict) or not isinstance(raw.get("lengths"), dict):
+        raise TypeError("'coat_rule' must be an object with 'lengths' by label")
+    lengths = raw["lengths"]
+    if set(lengths) != set(labels):
+        raise ValueError("'coat_rule.lengths' must name every label, and only those")
+    for label, length in lengths.items():
+        if length is not None and length not in COAT_LENGTHS:
+            raise ValueError(f"'coat_rule.lengths' of {label!r} must be one of {COAT_LENGTHS} or null")
+    threshold = raw["min_probability"]
+    if isinstance(threshold, bool) or not isinstance(threshold, int | float) or not 0 <= threshold <= 1:
+        raise ValueError(f"'coat_rule.min_probability' must be a number from 0 to 1, got {threshold!r}")
+    return CoatRule(tuple(lengths[label] for label in labels), float(threshold))
 
 
 def _positive_int(spec: dict[str, Any], key: str) -> int:

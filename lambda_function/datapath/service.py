@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 from aws_lambda_powertools.metrics import MetricUnit
 
-from lambda_function.datapath.inference import Classifier, Prediction
+from lambda_function.datapath.inference import Classifier, Coat, Prediction
 from lambda_function.datapath.preprocessing import DecodeLimits, prepare_image
 from lambda_function.datapath.uploads import decode_base64_image
 from lambda_function.errors import ClassifierError, DeadlineExceeded, ServerBusy
@@ -29,6 +29,8 @@ class ClassifiedImage:
     predictions: list[Prediction]
     cat_detected: bool | None
     breed_identified: bool | None
+    coat: Coat | None
+    description: str | None
     preprocessing_ms: float
     inference_ms: float
 
@@ -180,7 +182,13 @@ class BreedService:
         record_metric("PreprocessingMs", MetricUnit.Milliseconds, preprocessing_ms)
         record_metric("InferenceMs", MetricUnit.Milliseconds, inference_ms)
         return ClassifiedImage(
-            answer.predictions, answer.cat_detected, answer.breed_identified, preprocessing_ms, inference_ms
+            answer.predictions,
+            answer.cat_detected,
+            answer.breed_identified,
+            answer.coat,
+            answer.description,
+            preprocessing_ms,
+            inference_ms,
         )
 
 

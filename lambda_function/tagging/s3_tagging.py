@@ -38,8 +38,10 @@ TAG_DETECTED = "cat-detected"
 TAG_IDENTIFIED = "cat-breed-identified"
 TAG_MODEL = "cat-breed-model"
 TAG_ERROR = "cat-breed-error"
+TAG_COAT = "cat-coat"
+TAG_DESCRIPTION = "cat-description"
 # Ours in order of importance: the answer (a breed, or why there is none), the model version, then the details.
-OUR_TAGS = (TAG_BREED, TAG_ERROR, TAG_MODEL, TAG_IDENTIFIED, TAG_DETECTED, TAG_PROBABILITY)
+OUR_TAGS = (TAG_BREED, TAG_ERROR, TAG_MODEL, TAG_DESCRIPTION, TAG_IDENTIFIED, TAG_DETECTED, TAG_COAT, TAG_PROBABILITY)
 # The answer and the model version are written together or not at all: an answer without its version would be
 # classified again by every retry, and a version without its answer would claim a result that is not there.
 ESSENTIAL_TAGS = 2
@@ -197,6 +199,10 @@ class S3Tagger:
             TAG_IDENTIFIED: _tag_value(classified.breed_identified),
             TAG_MODEL: self.model_tag,
         }
+        if classified.description is not None:  # a cat was detected: what a shelter would write of it
+            ours[TAG_DESCRIPTION] = sanitise_tag_value(classified.description)
+        if classified.coat is not None:
+            ours[TAG_COAT] = classified.coat.length or "unclear"
         return ours, TagResult(key, Outcome.TAGGED, top.breed)
 
     def _refused(self, key: str, outcome: Outcome, code: str, detail: str) -> tuple[dict[str, str], TagResult]:

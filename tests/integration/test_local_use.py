@@ -17,14 +17,16 @@ from tests.support.cli import environment_without_test_model, run_cli
 
 def test_predict_prints_a_readable_top_k_table(service_env, service, capsys):
     photo = CAT_PHOTOS[0]
-    expected = service.classify_bytes(photo.read_bytes(), 3).predictions
+    expected = service.classify_bytes(photo.read_bytes(), 3)
 
     assert main(["predict", str(photo), "--top-k", "3"]) == 0
 
     lines = capsys.readouterr().out.splitlines()
     assert photo.name in lines[0] and "untrained-smoke-model" in lines[0]
-    assert len(lines) == 4
-    for rank, (line, prediction) in enumerate(zip(lines[1:], expected, strict=True), start=1):
+    coat = f"{expected.coat.length or 'unclear'}, {expected.coat.probability:.0%}"
+    assert lines[1] == f"  {expected.description}  (coat: {coat})"
+    assert len(lines) == 5
+    for rank, (line, prediction) in enumerate(zip(lines[2:], expected.predictions, strict=True), start=1):
         assert line.lstrip().startswith(f"{rank}. {prediction.breed}")
         assert f"{prediction.probability:.2%}" in line
 

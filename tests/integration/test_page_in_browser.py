@@ -66,6 +66,9 @@ class Visit:
     def status(self) -> str:
         return self.page.locator("#status").inner_text().strip()
 
+    def detail(self) -> str:
+        return self.page.locator("#error-detail").inner_text().strip()
+
     def top_breed(self) -> str:
         return self.page.locator("#predictions li").first.locator(".prediction-breed").inner_text()
 
@@ -126,13 +129,13 @@ def recognised_cat(server: ServerProcess) -> tuple[Path, str]:
 
 
 @pytest.fixture(scope="module")
-def unclear_cat(server: ServerProcess) -> tuple[Path, str]:
+def unclear_cat(server: ServerProcess) -> tuple[Path, dict]:
     """A shared cat photo in which the default model finds a cat but names no breed (its rule turns it away),
-    and the closest breed."""
+    and the API's answer for it."""
     for photo in CAT_PHOTOS:
         answer = api_answer(server, photo)
         if answer["cat_detected"] and answer["breed_identified"] is False:
-            return photo, answer["predictions"][0]["breed"]
+            return photo, answer
     raise AssertionError("the default model's breed rule turns away no shared cat photo")
 
 
@@ -251,14 +254,18 @@ def test_a_dog_shows_the_no_cat_state(visit, dog_without_cat):
     assert not visit.page.locator("#predictions").is_visible()
 
 
-def test_a_cat_whose_breed_is_unclear_gets_the_closest_breeds_said_as_such(visit, unclear_cat):
-    photo, closest = unclear_cat
+def test_a_cat_whose_breed_is_unclear_is_named_as_a_shelter_would_with_the_closest_breeds(visit, unclear_cat):
+    photo, answer = unclear_cat
+    closest = answer["predictions"][0]["breed"]
 
     visit.page.set_input_files("#file", photo)
     visit.wait_for_answer()
 
-    assert visit.status().startswith("No clear breed: perhaps a mixed-breed cat or a breed this model does not know.")
-    assert f"Closest: {closest}" in visit.status()
+    assert visit.status().startswith(f"{answer['description']} — no clear breed; closest: {closest}")
+    assert "not a breed it was recognised as" in visit.detail()
+    if answer["coat"] is not None:
+        coat = answer["coat"]["length"]
+        assert (f"Coat: {coat}" if coat else "Coat length: unclear") in visit.detail()
     assert visit.top_breed() == closest
 
 

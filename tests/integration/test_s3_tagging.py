@@ -77,6 +77,11 @@ def test_keys_with_spaces_and_non_ascii_are_decoded_and_tagged(tagging, service,
         # the smoke model's sidecar has no breed rule: the API says null, the tag "unknown"
         "cat-breed-identified": "unknown" if answer.breed_identified is None else str(answer.breed_identified).lower(),
         "cat-breed-model": "untrained-smoke-model@0.0.0+seed7",
+        **(
+            {"cat-description": answer.description, "cat-coat": answer.coat.length or "unclear"}
+            if answer.coat is not None
+            else {}
+        ),
     }
 
 

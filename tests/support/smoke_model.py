@@ -18,13 +18,14 @@ REPO_DIR = Path(__file__).resolve().parent.parent.parent
 CACHE_DIR = REPO_DIR / "build" / "test-models"
 SOURCE_PACKAGES = ("lambda_function", "training", "conversion")
 PINS = (REPO_DIR / "requirements.txt", REPO_DIR / "requirements" / "dev.txt")
+TABLES = (REPO_DIR / "training" / "coat_lengths.csv",)  # read into the sidecar
 
 
 def content_key(labels_file: Path, input_size_px: int) -> str:
     """A hash of everything the smoke model is made from."""
     digest = hashlib.sha256(f"size={input_size_px}\n".encode())
     sources = sorted(path for package in SOURCE_PACKAGES for path in (REPO_DIR / package).rglob("*.py"))
-    for path in [*sources, *PINS, labels_file]:
+    for path in [*sources, *PINS, *TABLES, labels_file]:
         digest.update(path.name.encode() + b"\0" + path.read_bytes() + b"\0")
     return digest.hexdigest()[:20]
 

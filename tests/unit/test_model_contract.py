@@ -71,8 +71,10 @@ def test_malformed_sidecar_is_refused(model_copy, content, message):
 
 
 def test_label_count_that_disagrees_with_the_output_is_refused(model_copy):
-    labels = json.loads(sidecar_path_for(model_copy).read_text())["labels"]
-    edit_sidecar(model_copy, labels=labels[:-1])
+    sidecar = json.loads(sidecar_path_for(model_copy).read_text())
+    labels = sidecar["labels"]
+    lengths = {label: sidecar["coat_rule"]["lengths"][label] for label in labels[:-1]}
+    edit_sidecar(model_copy, labels=labels[:-1], **{"coat_rule.lengths": lengths})
 
     with pytest.raises(ModelContractError, match="67 labels, the model outputs 68 classes"):
         Classifier(model_copy, num_threads=1)
@@ -167,3 +169,15 @@ def test_an_empty_model_path_means_the_default_model():
     from lambda_function import settings
 
     assert settings.Settings.from_env({"MODEL_PATH": ""}).model_path == settings.DEFAULT_MODEL_PATH
+
+
+def test_a_coat_rule_must_give_every_label_a_known_length_or_none(model_copy):
+    sidecar = json.loads(sidecar_path_for(model_copy).read_text())
+    lengths = sidecar["coat_rule"]["lengths"]
+
+    edit_sidecar(model_copy, **{"coat_rule.lengths": {**lengths, "Persian": "fluffy"}})
+    with pytest.raises(ModelContractError, match="'coat_rule.lengths' of 'Persian' must be one of"):
+        Classifier(model_copy, num_threads=1)
+    edit_sidecar(model_copy, **{"coat_rule.lengths": {k: v for k, v in lengths.items() if k != "Persian"}})
+    with pytest.raises(ModelContractError, match="must name every label"):
+        Classifier(model_copy, num_threads=1)

@@ -14,11 +14,12 @@ from typing import Any
 import pytest
 import yaml
 
+from lambda_function.datapath.preprocessing import DecodeLimits, prepare_image
 from lambda_function.errors import DeadlineExceeded
 from lambda_function.fetching.fetch import SafeFetcher
 from lambda_function.local_context import LocalLambdaContext
 from lambda_function.request_deadline import LAMBDA_ANSWER_MARGIN_S, Deadline
-from tests.conftest import CAT_PHOTOS, REPO_DIR, http_api_event, load_event, parsed_body, rest_event
+from tests.conftest import CAT_PHOTOS, DOG_PHOTOS, REPO_DIR, http_api_event, load_event, parsed_body, rest_event
 from tests.support import http_server
 from tests.support.images import EPS_BYTES, PDF_BYTES, encode, photo, progressive_jpeg_with_repeated_scans
 
@@ -60,6 +61,34 @@ def test_url_is_fetched_and_classified_for_rest_and_http_api_events(handler, ser
     assert parsed_body(rest) == parsed_body(http)
     assert parsed_body(rest)["predictions"] == expected_top(service, data)
     assert host.host_headers == [f"127.0.0.1:{host.port}"] * 2
+
+
+SHELTER_NAMES = {
+    "short": "Domestic Short Hair",
+    "medium": "Domestic Medium Hair",
+    "long": "Domestic Long Hair",
+    "hairless": "Domestic Hairless",
+}
+
+
+def test_every_cat_answer_carries_the_coat_and_description_the_sidecars_rules_give(handler, service, lambda_context):
+    card = service.classifier.card
+    limits = DecodeLimits(max_pixels=service.settings.max_image_pixels, jpeg_draft=service.settings.jpeg_draft)
+    seen = set()
+    for path in CAT_PHOTOS[::6] + DOG_PHOTOS[::25]:
+        data = path.read_bytes()
+        answer = parsed_body(handler.lambda_handler(upload_event(data), lambda_context))
+        probabilities = service.classifier.probabilities(prepare_image(data, service.classifier.input_size_px, limits))
+        if not answer["cat_detected"]:
+            assert (answer["coat"], answer["description"]) == (None, None)
+            continue
+        length, probability = card.coat_rule.read(probabilities)
+        shelter_name = "Domestic cat" if length is None else SHELTER_NAMES[length]
+        named = answer["predictions"][0]["breed"] if answer["breed_identified"] else shelter_name
+        assert answer["coat"] == {"length": length, "probability": pytest.approx(probability, abs=1e-6)}
+        assert answer["description"] == named
+        seen.add(length)
+    assert len(seen) >= 2  # the photos reach more than one kind of answer
 
 
 def test_data_uri_upload_and_top_k_are_honoured(handler, service, lambda_context):

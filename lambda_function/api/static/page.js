@@ -124,17 +124,24 @@
       return;
     }
     if (answer.breed_identified === false) {
-      setStatus(
-        "No clear breed: perhaps a mixed-breed cat or a breed this model does not know. " +
-          `Closest: ${top.breed} (${percent.format(top.probability)})`,
+      const named = answer.description ?? "No clear breed";
+      setStatus(`${named} — no clear breed; closest: ${top.breed} (${percent.format(top.probability)})`);
+      setDetail(
+        `${coatLine(answer.coat)}The bars show the breeds this cat looks most like, not a breed it was ` +
+          "recognised as: perhaps a mixed-breed cat or a breed this model does not know.",
       );
-      setDetail("The bars show the breeds this cat looks most like, not a breed it was recognised as.");
     } else {
       setStatus(`Most likely: ${top.breed} (${percent.format(top.probability)})`);
-      setDetail("");
+      setDetail(coatLine(answer.coat).trim());
     }
     ui.predictions.replaceChildren(...answer.predictions.map(predictionItem));
     ui.predictions.hidden = false;
+  }
+
+  function coatLine(coat) {
+    if (!coat) return "";
+    if (!coat.length) return "Coat length: unclear. ";
+    return `Coat: ${coat.length} (${percent.format(coat.probability)}). `;
   }
 
   function predictionItem({ breed, probability }) {
