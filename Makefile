@@ -137,6 +137,7 @@ breed-model: $(STAMP)
 		--name cat-breeds-34-efficientnet-lite2 --version 3.0.0
 	$(PY) -m conversion.convert $(BREED_BUILD)/run/model.keras --out $(BREED_MODEL).tflite --mode float16 \
 		--validation-dir $(BREED_BUILD)/data/val --validation-images 400
+	$(PY) -m training.coat_rule $(BREED_MODEL).tflite --data $(BREED_BUILD)/data
 	$(PY) -m training.evaluate $(BREED_MODEL).tflite --data $(BREED_BUILD)/data --split test \
 		--record held_back_test --out docs/model/held-back-test
 	$(PY) -m training.evaluate $(BREED_MODEL).tflite --data $(BREED_BUILD)/data --split test \

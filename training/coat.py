@@ -18,6 +18,9 @@ from lambda_function.datapath.model_contract import COAT_LENGTHS, CoatRule
 
 COAT_TABLE = Path(__file__).with_name("coat_lengths.csv")
 LENGTHS = COAT_LENGTHS
+# The coat rule's threshold is the judged probability under which this share of the validation split's cats fall
+# (`training.coat_study` weighs it: more unclear answers, fewer wrong ones).
+UNCLEAR_SHARE = 0.08
 # How coat answers are judged (docs/model.md): short against longer against hairless, since medium against long
 # is a call even shelters disagree on.
 JUDGED = {"hairless": "hairless", "short": "short", "medium": "longer", "long": "longer"}
@@ -59,3 +62,8 @@ def judged(length_indices: np.ndarray) -> np.ndarray:
 def judged_probabilities(probabilities: np.ndarray) -> np.ndarray:
     """(n, 4) over LENGTHS -> (n, 3) over hairless, short, longer."""
     return np.concatenate([probabilities[:, :2], probabilities[:, 2:].sum(axis=1, keepdims=True)], axis=1)
+
+
+def unclear_threshold(length_probabilities: np.ndarray) -> float:
+    """The judged probability under which UNCLEAR_SHARE of these cats (their (n, 4) P(length | cat)) fall."""
+    return float(np.quantile(judged_probabilities(length_probabilities).max(axis=1), UNCLEAR_SHARE))

@@ -28,10 +28,16 @@ from pathlib import Path
 import numpy as np
 
 from training.breed_rule import fit_temperature, softmax
-from training.coat import LENGTHS, breed_mass, judged, judged_probabilities, length_index
+from training.coat import (
+    LENGTHS,
+    breed_mass,
+    judged,
+    judged_probabilities,
+    length_index,
+    unclear_threshold,
+)
 from training.recipe_search import CHOSEN, RECIPES, Features, _SubsetFeatures, train_breed_head
 
-UNCLEAR_SHARE = 0.05  # of the validation split's cats, at most this many get "unclear"
 DRAWS = 5
 DRAW_SIZE, DRAW_LONGER = 6, 2
 PREDICTORS = ("breed mass", "coat head", "both")
@@ -127,7 +133,7 @@ def predictors(data: CoatData, train: np.ndarray, val: np.ndarray, seed: int, le
 
 def threshold_on(probabilities: np.ndarray) -> float:
     """The judged probability under which a length is unclear: at most UNCLEAR_SHARE of these cats below it."""
-    return float(np.quantile(judged_probabilities(probabilities).max(axis=1), UNCLEAR_SHARE))
+    return unclear_threshold(probabilities)
 
 
 def judge(probabilities: np.ndarray, truth: np.ndarray, threshold: float) -> dict:

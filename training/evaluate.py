@@ -47,6 +47,10 @@ SUMMARY_KEYS = (
     "not_cats_answered_no_cat",
     "cats_breed_identified",
     "identified_breed_top1",
+    "coat_cats",
+    "coat_right_of_answered",
+    "coat_unclear",
+    "coat_longer_called_longer",
 )
 
 
@@ -80,7 +84,8 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     summary = {"evaluated_on": description, **{k: metrics[k] for k in SUMMARY_KEYS if k in metrics}}
     if args.record:
-        record(args.model, args.record, summary | {"per_class": metrics["per_class"]})
+        extra = {key: metrics[key] for key in ("per_class", "coat_confusion") if key in metrics}
+        record(args.model, args.record, summary | extra)
     print(json.dumps(summary))
     return 0
 
@@ -133,6 +138,7 @@ def evaluate(model_path: Path, images: list[Path], truth: np.ndarray, out_dir: P
     labels = list(card.labels)
     probabilities = predict(model_path, model_pixels(images, card, prepared))
     metrics = score(probabilities, truth, labels) | identified_figures(probabilities, truth, card)
+    metrics |= coat_figures(probabilities, truth, card)
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n", encoding="utf-8")
     plot_confusion(np.array(metrics["confusion_matrix"]), labels, out_dir / "confusion_matrix.png")
@@ -231,6 +237,39 @@ def identified_figures(probabilities: np.ndarray, truth: np.ndarray, card: Model
         "cats_breed_identified": round(float(identified.sum() / max(is_cat.sum(), 1)), 4),
         "identified_breed_top1": round(float(right[identified].mean()), 4) if identified.any() else None,
         "min_breed_probability": card.breed_rule.min_probability,
+    }
+
+
+def coat_figures(probabilities: np.ndarray, truth: np.ndarray, card: ModelCard) -> dict:
+    """The coat rule (the runtime's own `coat`) on the cats whose breed has one length: how often the length
+    given is right, judged as short against longer (medium or long) against hairless; how many are unclear; how
+    many of the longer-haired are called longer; and the confusion of the four lengths (rows: the breed's)."""
+    from lambda_function.datapath.inference import coat_of
+    from lambda_function.datapath.model_contract import COAT_LENGTHS
+
+    rule = card.coat_rule
+    if rule is None:
+        return {}
+    truth_lengths = [rule.label_lengths[t] for t in truth]
+    rows = [i for i, length in enumerate(truth_lengths) if length is not None]
+    if not rows:
+        return {}
+    judged = {"hairless": "hairless", "short": "short", "medium": "longer", "long": "longer"}
+    said = [coat_of(probabilities[i], card) for i in rows]
+    given = [(i, coat.length) for i, coat in zip(rows, said, strict=True) if coat is not None and coat.length]
+    right = [judged[length] == judged[truth_lengths[i]] for i, length in given]
+    longer = [(i, length) for i, length in given if judged[truth_lengths[i]] == "longer"]
+    confusion = {name: dict.fromkeys([*COAT_LENGTHS, "unclear"], 0) for name in COAT_LENGTHS}
+    for i, coat in zip(rows, said, strict=True):
+        confusion[truth_lengths[i]][(coat.length if coat else None) or "unclear"] += 1
+    return {
+        "coat_cats": len(rows),
+        "coat_right_of_answered": round(float(np.mean(right)), 4) if right else None,
+        "coat_unclear": round(1 - len(given) / len(rows), 4),
+        "coat_longer_called_longer": round(float(np.mean([judged[s] == "longer" for _, s in longer])), 4)
+        if longer
+        else None,
+        "coat_confusion": confusion,
     }
 
 

@@ -21,7 +21,7 @@ from lambda_function.datapath.inference import Classifier
 from lambda_function.datapath.model_contract import BreedRule, load_sidecar
 from tests.conftest import EVENTS_DIR, PHOTOS_DIR, REPO_DIR, SHARED_DIR
 from tests.support.cli import environment_without_test_model
-from training import evaluate, prepare_dataset, train
+from training import coat_rule, evaluate, prepare_dataset, train
 
 DEFAULT_MODEL = REPO_DIR / "models" / "cat-breeds-34.tflite"
 OXFORD_SET = SHARED_DIR / "datasets" / "cat-breeds-12"
@@ -42,6 +42,16 @@ def test_the_default_model_is_the_committed_34_breed_model_with_a_breed_rule():
     assert set(card.labels) <= set(BREEDS_TXT)
     assert set(card.labels) - {"No cat"} == breeds_of_both_sets
     assert card.breed_rule is not None and 0 < card.breed_rule.min_probability < 1
+    assert card.coat_rule is not None and 0 < card.coat_rule.min_probability < 1
+
+
+def test_the_default_model_gives_the_coat_length_of_held_back_cats_within_its_bounds():
+    """Judged as short against longer (medium or long) against hairless, over the answers that give a length."""
+    recorded = load_sidecar(DEFAULT_MODEL).metrics["held_back_test"]
+
+    assert recorded["coat_right_of_answered"] >= 0.93
+    assert recorded["coat_unclear"] <= 0.10
+    assert recorded["coat_cats"] >= 600
 
 
 def test_breeds_route_lists_exactly_the_sidecar_labels(tmp_path):
@@ -72,8 +82,9 @@ def test_the_figures_in_the_sidecar_are_what_the_committed_model_measures(tmp_pa
     measured = evaluate.evaluate(DEFAULT_MODEL, images, truth, tmp_path, prepared=False)
 
     figures = ("cat_breed_top1", "cat_breed_top3", "cats_detected", "not_cats_answered_no_cat")
-    for key in ("images", *figures, "cats_breed_identified", "identified_breed_top1"):
+    for key in ("images", *figures, "cats_breed_identified", "identified_breed_top1", "coat_right_of_answered"):
         assert measured[key] == recorded[key], key
+    assert measured["coat_confusion"] == recorded["coat_confusion"]
     assert measured["per_class"] == recorded["per_class"]
 
 
@@ -168,6 +179,23 @@ def test_head_only_recipe_trains_a_gated_model_well_above_chance(head_only_run, 
     assert card.metrics["val_temperature"] > 0
     assert 0 < summary["cats_breed_identified"] <= summary["cats_detected"]
     assert 0 <= summary["identified_breed_top1"] <= 1
+
+
+def test_the_coat_rule_is_fitted_on_validation_and_read_by_the_runtime(head_only_run, tmp_path, capsys):
+    run, data = head_only_run["run"], head_only_run["data"]
+    tflite = tmp_path / "slice.tflite"
+    assert convert_main([str(run / "model.keras"), "--out", str(tflite), "--validation-dir", str(data / "val")]) == 0
+
+    assert coat_rule.main([str(tflite), "--data", str(data)]) == 0
+    written = json.loads(capsys.readouterr().out.splitlines()[-1])
+
+    rule = Classifier(tflite, num_threads=1).card.coat_rule
+    assert rule is not None and rule.min_probability == written["min_probability"]
+    lengths = dict(zip(load_sidecar(tflite).labels, rule.label_lengths, strict=True))
+    assert lengths == {"Bengal": "short", "Maine Coon": "long", "No cat": None, "Persian": "long", "Siamese": "short"}
+    assert evaluate.main([str(tflite), "--data", str(data)]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["coat_cats"] > 0 and summary["coat_right_of_answered"] >= 0.6  # chance is about a half
 
 
 def test_evaluation_scores_one_photo_set_apart(head_only_run, tmp_path, capsys):

@@ -176,7 +176,7 @@ def test_a_coat_rule_must_give_every_label_a_known_length_or_none(model_copy):
     lengths = sidecar["coat_rule"]["lengths"]
 
     edit_sidecar(model_copy, **{"coat_rule.lengths": {**lengths, "Persian": "fluffy"}})
-    with pytest.raises(ModelContractError, match="'coat_rule.lengths' of 'Persian' must be one of"):
+    with pytest.raises(ModelContractError, match=r"'coat_rule\.lengths' of 'Persian' must be one of"):
         Classifier(model_copy, num_threads=1)
     edit_sidecar(model_copy, **{"coat_rule.lengths": {k: v for k, v in lengths.items() if k != "Persian"}})
     with pytest.raises(ModelContractError, match="must name every label"):
