@@ -28,7 +28,7 @@ BREED_MODEL := models/cat-breeds-34
 # The breed rule (docs/model.md, "breed_identified"): the calibrated P(breed | cat) a breed needs to be named.
 MIN_BREED_PROBABILITY := 0.65
 
-.PHONY: setup demo test test-unit docker-engine serve loadtest fuzz openapi breed-model starter-model verify-lite0 bench bench-modes \
+.PHONY: setup demo test test-unit docker-engine serve loadtest fuzz openapi breed-model starter-model verify-lite0 bench bench-modes bench-int8 \
 	check-arm64 lock clean
 
 setup: $(STAMP)
@@ -168,6 +168,18 @@ bench: $(STAMP) $(RUNTIME_STAMP) $(INFRA_STAMP) .venv-bench-tflite/.installed-st
 bench-modes: $(STAMP)
 	$(PY) -m benchmarks.quantization_modes --model efficientnetb4
 	$(PY) -m benchmarks.quantization_modes --model starter --validation-images 185 --calibration-images 100
+
+# The int8 decision (docs/model.md, "Quantization"): the default model's Keras file (after make breed-model) as
+# float16 and as full int8 calibrated on the training split, each with its coat rule, measured side by side.
+bench-int8: $(STAMP)
+	$(PY) -m conversion.convert $(BREED_BUILD)/run/model.keras --out build/int8/float16.tflite --mode float16 \
+		--validation-dir $(BREED_BUILD)/data/val --validation-images 400
+	$(PY) -m conversion.convert $(BREED_BUILD)/run/model.keras --out build/int8/int8.tflite --mode full-int8 \
+		--validation-dir $(BREED_BUILD)/data/val --validation-images 400 \
+		--calibration-dir $(BREED_BUILD)/data/train --calibration-images 400
+	$(PY) -m training.coat_rule build/int8/float16.tflite --data $(BREED_BUILD)/data
+	$(PY) -m training.coat_rule build/int8/int8.tflite --data $(BREED_BUILD)/data
+	$(PY) -m benchmarks.int8_decision build/int8/float16.tflite build/int8/int8.tflite
 
 openapi: $(STAMP)
 	$(PY) -m lambda_function openapi > docs/openapi.json

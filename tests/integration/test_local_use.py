@@ -112,3 +112,7 @@ def test_make_demo_runs_from_the_repository_alone_and_says_if_each_breed_is_clea
         assert "model cat-breeds-34-efficientnet-lite2" in header
         assert re.search(r"breed identified: (yes|no|unknown)\)$", header), header
     assert ranked and set(ranked) <= labels
+    lines = completed.stdout.splitlines()
+    for index, header in enumerate(lines):
+        if "cat detected: yes" in header:  # each cat is named, with its coat, below its header
+            assert re.fullmatch(r"  \S.* \(coat: (hairless|short|medium|long|unclear), \d+%\)", lines[index + 1])
