@@ -170,13 +170,15 @@ bench-modes: $(STAMP)
 	$(PY) -m benchmarks.quantization_modes --model starter --validation-images 185 --calibration-images 100
 
 # The int8 decision (docs/model.md, "Quantization"): the default model's Keras file (after make breed-model) as
-# float16 and as full int8 calibrated on the training split, each with its coat rule, measured side by side.
+# float16 and as full int8 calibrated on the training split, each with its coat rule, measured side by side. The
+# conversion's parity gate refuses this int8 file (91.5% top-1 agreement, 97% required): it is lowered here
+# knowingly, to measure what int8 would cost, never to ship it.
 bench-int8: $(STAMP)
 	$(PY) -m conversion.convert $(BREED_BUILD)/run/model.keras --out build/int8/float16.tflite --mode float16 \
 		--validation-dir $(BREED_BUILD)/data/val --validation-images 400
 	$(PY) -m conversion.convert $(BREED_BUILD)/run/model.keras --out build/int8/int8.tflite --mode full-int8 \
 		--validation-dir $(BREED_BUILD)/data/val --validation-images 400 \
-		--calibration-dir $(BREED_BUILD)/data/train --calibration-images 400
+		--calibration-dir $(BREED_BUILD)/data/train --calibration-images 400 --min-top1-agreement 0.5
 	$(PY) -m training.coat_rule build/int8/float16.tflite --data $(BREED_BUILD)/data
 	$(PY) -m training.coat_rule build/int8/int8.tflite --data $(BREED_BUILD)/data
 	$(PY) -m benchmarks.int8_decision build/int8/float16.tflite build/int8/int8.tflite

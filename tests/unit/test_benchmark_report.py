@@ -105,3 +105,27 @@ def test_the_deploy_guide_quotes_the_provisioned_concurrency_costs_of_the_last_r
     assert table in (REPO_DIR / "docs" / "deploy.md").read_text()
     assert table.rstrip() in (REPO_DIR / "benchmarks" / "results" / "bench.md").read_text()
     assert "$18.66" in table  # 1769 MB for 30 days at the provisioned price (benchmarks/prices.py)
+
+
+def test_the_int8_decision_quotes_the_last_side_by_side_run():
+    results = json.loads((REPO_DIR / "benchmarks" / "results" / "int8_decision.json").read_text())
+    held, speed = results["held_back_test"], results["speed_1_thread"]
+    float16, int8 = held["figures"]["float16.tflite"], held["figures"]["int8.tflite"]
+    rows = {
+        "breed top-1, held-back test cats": (float16["cat_breed_top1"], int8["cat_breed_top1"]),
+        "coat right of those given, held-back test": (
+            float16["coat_right_of_answered"],
+            int8["coat_right_of_answered"],
+        ),
+    }
+    expected = [f"| {name} | {a:.1%} | {b:.1%} |" for name, (a, b) in rows.items()]
+    agreement = held["breed_identified_agreement"]
+    expected.append(f"| `breed_identified` the same, held-back test photos ({held['photos']}) | | {agreement:.1%} |")
+    for kind in ("load", "request"):
+        a, b = (speed[name][f"{kind}_ms_p50"] for name in ("float16.tflite", "int8.tflite"))
+        expected.append(f" | {a} ms | {b} ms |")
+
+    for document in ("model.md", "benchmarks.md"):
+        page = (REPO_DIR / "docs" / document).read_text()
+        for row in expected:
+            assert row in page, (document, row)
