@@ -17,11 +17,21 @@ ANSWER_HEADERS = {"X-Content-Type-Options": "nosniff"}
 
 
 def error_document(code: str, message: str) -> dict[str, dict[str, str]]:
-    """The body of every error answer (`ErrorResponse`), whichever layer refuses the request; its message capped
-    at `MAX_ERROR_MESSAGE_CHARS`."""
+    """The body of an error answer (`ErrorResponse`), its message capped at `MAX_ERROR_MESSAGE_CHARS`. Answers
+    are built with `refusal_document`, which also counts them."""
     if len(message) > MAX_ERROR_MESSAGE_CHARS:
         message = message[: MAX_ERROR_MESSAGE_CHARS - 3] + "..."
     return {"error": {"code": code, "message": message}}
+
+
+def refusal_document(code: str, message: str) -> dict[str, dict[str, str]]:
+    """The body of every error answer, whichever layer refuses the request (the routes, the event checks, the
+    server's front and its connection rules), counted as it is built under `ErrorCode_<code>`: the dashboard's
+    "error answers by code", which so shows header floods (431) and a full server (503) too."""
+    from lambda_function.observability import count_error_answer  # observability's powertools stay off this import
+
+    count_error_answer(code)
+    return error_document(code, message)
 
 
 class ClassifierError(Exception):

@@ -36,9 +36,22 @@ def patch_aws_sdk() -> None:
 
 
 def record_metric(name: str, unit: MetricUnit, value: float) -> None:
-    """Add one EMF metric value (printed when the Lambda handler returns, or every 100 values in a server)."""
+    """Add one EMF metric value (printed when the Lambda handler returns; in the HTTP server, at least once a
+    minute and at shutdown, `flush_metrics`)."""
     with _metrics_lock:
         metrics.add_metric(name=name, unit=unit, value=value)
+
+
+def count_error_answer(code: str) -> None:
+    record_metric(f"ErrorCode_{code}", MetricUnit.Count, 1)
+
+
+def flush_metrics() -> None:
+    """Print the metric values gathered so far as one EMF document, if there are any (the HTTP server's
+    periodic flush: powertools alone prints only when a Lambda handler returns or 100 values have gathered)."""
+    with _metrics_lock:
+        if metrics.metric_set:
+            metrics.flush_metrics()
 
 
 # GET /health and refused requests record no metric by design; powertools would warn on every such call.

@@ -125,6 +125,9 @@ class ServerSettings:
     # load balancer stops sending first (Kubernetes removes the endpoint while the pod is still serving).
     drain_s: float = 5.0
     graceful_timeout_s: float = 20.0
+    # The metrics a worker gathered are printed (EMF, on standard output) this often and at shutdown, so that a quiet
+    # pod's refusals reach CloudWatch too.
+    metrics_flush_s: float = 60.0
 
     def __post_init__(self) -> None:
         if self.max_url_fetches is None:
@@ -248,6 +251,7 @@ def _server_settings(env: Mapping[str, str]) -> ServerSettings:
         request_deadline_s=_number(env, "SERVER_REQUEST_DEADLINE_S", default.request_deadline_s, float, minimum=0.1),
         drain_s=_number(env, "SERVER_DRAIN_S", default.drain_s, float, minimum=0),
         graceful_timeout_s=_number(env, "SERVER_GRACEFUL_TIMEOUT_S", default.graceful_timeout_s, float),
+        metrics_flush_s=_number(env, "SERVER_METRICS_FLUSH_S", default.metrics_flush_s, float, minimum=0.1),
     )
 
 

@@ -18,7 +18,6 @@ from http import HTTPStatus
 from typing import Any
 
 from aws_lambda_powertools.event_handler.api_gateway import ApiGatewayResolver
-from aws_lambda_powertools.metrics import MetricUnit
 
 from lambda_function.api.powertools_adapter import route_methods
 from lambda_function.api.routes import router
@@ -29,9 +28,9 @@ from lambda_function.errors import (
     InvalidBase64,
     MethodNotAllowed,
     UnsupportedContentType,
-    error_document,
+    refusal_document,
 )
-from lambda_function.observability import logger, record_metric
+from lambda_function.observability import logger
 from lambda_function.request_deadline import Deadline, request_deadline
 
 ROUTE_METHODS = route_methods(router)
@@ -58,7 +57,6 @@ def resolve(resolver: ApiGatewayResolver, event: Any, context: Any, deadline: De
     """
     with request_deadline(deadline or Deadline.of_lambda_invocation(context)):
         response = _resolve_checked(resolver, event, context)
-    _count_error_answer(response)
     return _with_answer_headers(response)
 
 
@@ -69,17 +67,6 @@ def _with_answer_headers(response: dict[str, Any]) -> dict[str, Any]:
         added = {name: [value] for name, value in ANSWER_HEADERS.items()}
         return {**response, "multiValueHeaders": {**added, **response["multiValueHeaders"]}}
     return {**response, "headers": {**ANSWER_HEADERS, **(response.get("headers") or {})}}
-
-
-def _count_error_answer(response: dict[str, Any]) -> None:
-    """Count every error answer under its code: `ErrorCode_<code>` (the dashboard's "error answers by code")."""
-    if int(response.get("statusCode", 200)) < HTTPStatus.BAD_REQUEST or response.get("isBase64Encoded"):
-        return
-    try:
-        code = json.loads(response.get("body") or "{}")["error"]["code"]
-    except (ValueError, KeyError, TypeError):
-        return  # a HEAD answer has no body to read the code from: not counted
-    record_metric(f"ErrorCode_{code}", MetricUnit.Count, 1)
 
 
 def _resolve_checked(resolver: ApiGatewayResolver, event: Any, context: Any) -> dict[str, Any]:
@@ -167,7 +154,7 @@ def _read_request(event: Any) -> tuple[str, str, dict[str, str]] | dict[str, Any
         logger.warning("not an API Gateway event", extra={"problem": repr(error)[:200]})
         return _proxy_response(
             HTTPStatus.BAD_REQUEST,
-            error_document("bad_event", "the event is not an API Gateway proxy event (REST API or HTTP API)"),
+            refusal_document("bad_event", "the event is not an API Gateway proxy event (REST API or HTTP API)"),
         )
     return method.upper(), path, headers
 
@@ -274,7 +261,7 @@ def _depth(value: Any) -> int:
 
 def _refuse(error: ClassifierError, event: dict[str, Any], extra_headers: dict[str, str] | None = None) -> dict:
     logger.info("request refused", extra={"error_code": error.code, "status": int(error.status)})
-    return _proxy_response(error.status, error_document(error.code, error.message), extra_headers)
+    return _proxy_response(error.status, refusal_document(error.code, error.message), extra_headers)
 
 
 def _proxy_response(status: int, document: dict, extra_headers: dict[str, str] | None = None) -> dict[str, Any]:

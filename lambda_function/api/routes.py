@@ -20,7 +20,7 @@ from pydantic.json_schema import SkipJsonSchema
 
 from lambda_function.api.web_page import web_page
 from lambda_function.datapath.service import ClassifiedImage, get_service
-from lambda_function.errors import ClassifierError, error_document
+from lambda_function.errors import ClassifierError, refusal_document
 from lambda_function.observability import logger, record_metric
 from lambda_function.request_deadline import current_deadline
 from lambda_function.settings import DEFAULT_TOP_K
@@ -219,7 +219,7 @@ def _error(status: int, code: str, message: str, headers: dict[str, str] | None 
     return Response(
         status_code=status,
         content_type=content_types.APPLICATION_JSON,
-        body=error_document(code, message),
+        body=refusal_document(code, message),
         headers=headers or None,
     )
 

@@ -41,9 +41,9 @@ from lambda_function.errors import (
     RequestTimeout,
     RequestTooLarge,
     ServerBusy,
-    error_document,
+    refusal_document,
 )
-from lambda_function.observability import logger
+from lambda_function.observability import flush_metrics, logger
 from lambda_function.request_deadline import Deadline
 from lambda_function.settings import ServerSettings
 
@@ -122,6 +122,7 @@ class BreedServerApp:
     # Lifespan: start-up loads the model; SIGTERM turns readiness off before the server stops accepting.
 
     async def _lifespan(self, receive: Receive, send: Send) -> None:
+        flusher: asyncio.Task[None] | None = None
         while True:
             message = await receive()
             if message["type"] == "lifespan.startup":
@@ -132,13 +133,25 @@ class BreedServerApp:
                     await send({"type": "lifespan.startup.failed", "message": str(error)})
                     return
                 self._drain_on_sigterm()
+                flusher = asyncio.get_running_loop().create_task(
+                    self._flush_metrics_every(self.settings.metrics_flush_s)
+                )
                 self.ready = True
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":
                 self.ready = False
                 self._pool.shutdown(wait=False, cancel_futures=True)
+                if flusher is not None:
+                    flusher.cancel()
+                flush_metrics()  # what the last minute gathered, after the drain: nothing is lost at shutdown
                 await send({"type": "lifespan.shutdown.complete"})
                 return
+
+    @staticmethod
+    async def _flush_metrics_every(seconds: float) -> None:
+        while True:
+            await asyncio.sleep(seconds)
+            flush_metrics()
 
     def _drain_on_sigterm(self) -> None:
         """Wrap the server's SIGTERM handler: readiness turns false at once, the server stops `drain_s` later.
@@ -343,7 +356,7 @@ def _missing_answer_headers(response: HttpResponse) -> list[tuple[bytes, bytes]]
 
 def error_response(error: ClassifierError) -> HttpResponse:
     """A refusal the front makes itself, in the API's error shape (`lambda_function.api.routes`)."""
-    response = json_response(int(error.status), error_document(error.code, error.message))
+    response = json_response(int(error.status), refusal_document(error.code, error.message))
     response.headers += [(name.lower().encode(), value.encode()) for name, value in error.headers.items()]
     return response
 

@@ -39,7 +39,7 @@ from typing import Any
 
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
-from lambda_function.errors import BadRequest, ClassifierError, RequestHeaderTooLarge, error_document
+from lambda_function.errors import BadRequest, ClassifierError, RequestHeaderTooLarge, refusal_document
 from lambda_function.server.asgi import RAW_ANSWER_HEADERS
 from lambda_function.settings import ServerSettings
 
@@ -219,7 +219,7 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
 
     def _answer_and_close(self, error: ClassifierError) -> None:
         """Answer `error` in the API's error shape, with the headers every answer carries, and close."""
-        body = json.dumps(error_document(error.code, error.message)).encode()
+        body = json.dumps(refusal_document(error.code, error.message)).encode()
         head = [
             f"HTTP/1.1 {int(error.status)} {error.status.phrase}".encode(),
             b"content-type: application/json",

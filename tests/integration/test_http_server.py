@@ -877,3 +877,52 @@ def test_in_a_1_gib_pod_never_reading_pipeliners_costly_json_and_many_uploads_le
     assert (alive, same_worker, killed) == (200, True, 0)
     # Those the worker could hold were read and refused for what they are; the rest were told to come back.
     assert {(status, code) for status, _, code in upload_answers} == {(415, "unsupported_image"), (503, "server_busy")}
+
+
+def error_codes_counted(stdout: Path) -> dict[str, float]:
+    """The `ErrorCode_<code>` metric values the server printed (EMF documents, one per line), summed by code."""
+    counted: dict[str, float] = {}
+    for line in stdout.read_text().splitlines():
+        with contextlib.suppress(ValueError):
+            document = json.loads(line)
+            for name, value in document.items():
+                if name.startswith("ErrorCode_"):
+                    values = value if isinstance(value, list) else [value]
+                    counted[name.removeprefix("ErrorCode_")] = counted.get(name.removeprefix("ErrorCode_"), 0) + sum(
+                        values
+                    )
+    return counted
+
+
+def test_a_header_flood_and_a_full_server_are_counted_and_printed_after_a_quiet_spell(service_env, tmp_path):
+    """The refusals the server's front makes itself reach the dashboard's error-code widget: printed by the
+    periodic flush with no other traffic (1 s here; a minute by default), not only once 100 values gathered."""
+    env = {**service_env, **SERVER_ENV, "SERVER_THREADS_PER_WORKER": "2", "SERVER_MAX_URL_FETCHES": "1"}
+    env.update(SERVER_METRICS_FLUSH_S="1", FETCH_TOTAL_TIMEOUT_S="8")
+    stdout = tmp_path / "stdout"
+    slow_photo = http_server.drip(CAT_PHOTOS[0].read_bytes(), interval_s=0.05, max_duration_s=6)
+    with http_server.running({"/slow.jpg": slow_photo}) as host, running_server(env, stdout=stdout) as pod:
+        flood = raw_exchange(pod.base_url, b"GET /health HTTP/1.1\r\nHost: t\r\nX-Big: " + b"a" * 40_000 + b"\r\n\r\n")
+        with ThreadPoolExecutor(max_workers=1) as pool:
+            holding = pool.submit(call, pod.base_url, "POST", "/predict", {"url": host.url("/slow.jpg")})
+            wait_until(lambda: call(pod.base_url, "GET", "/readyz")[0] == 503, what="the URL slot taken")
+            busy = call(pod.base_url, "POST", "/predict", {"url": host.url("/slow.jpg")})
+            wait_until(lambda: {"request_header_too_large", "server_busy"} <= set(error_codes_counted(stdout)), 10)
+            holding.result()
+
+    assert (flood[0], busy[0]) == (431, 503)
+    assert error_codes_counted(stdout)["request_header_too_large"] == 1
+    assert error_codes_counted(stdout)["server_busy"] >= 1
+
+
+def test_metrics_still_unprinted_at_sigterm_are_printed_after_the_drain(service_env, tmp_path):
+    env = {**service_env, **SERVER_ENV}  # the default flush: a minute, which this test never waits for
+    stdout = tmp_path / "stdout"
+    with running_server(env, stdout=stdout) as pod:
+        status = call(pod.base_url, "POST", "/predict", {"image": "not base64!"})[0]
+        assert error_codes_counted(stdout) == {}
+        pod.terminate()
+        pod.process.wait(timeout=30)
+
+    assert status == 400
+    assert error_codes_counted(stdout) == {"invalid_base64": 1}

@@ -39,18 +39,21 @@ def free_port() -> int:
 
 
 @contextmanager
-def running_server(env: dict[str, str], *args: str, cgroup_procs: Path | None = None) -> Iterator[ServerProcess]:
-    """Start the server with `env` added to the environment (in the cgroup `cgroup_procs` belongs to, if given);
-    yield once `/readyz` answers; stop it after."""
+def running_server(
+    env: dict[str, str], *args: str, cgroup_procs: Path | None = None, stdout: Path | None = None
+) -> Iterator[ServerProcess]:
+    """Start the server with `env` added to the environment (in the cgroup `cgroup_procs` belongs to, if given;
+    its standard output, where its metrics go, into the file `stdout` if given); yield once `/readyz` answers;
+    stop it after."""
     port = free_port()
     # The server logs every request to stderr: into a file, which never fills up as an unread pipe does (a pipe
     # blocks the server once 64 KB of log are waiting).
-    with tempfile.TemporaryFile() as log:
+    with tempfile.TemporaryFile() as log, Path(stdout or os.devnull).open("wb") as out:
         process = subprocess.Popen(
             [sys.executable, "-m", "lambda_function", "serve", "--port", str(port), *args],
             cwd=REPO_DIR,
             env={**os.environ, **env},
-            stdout=subprocess.DEVNULL,
+            stdout=out,
             stderr=log,
             start_new_session=True,  # its own process group: the workers can be reaped with the master
             preexec_fn=None if cgroup_procs is None else lambda: cgroup_procs.write_text(str(os.getpid())),

@@ -143,7 +143,7 @@ def test_the_kubernetes_pages_limits_state_the_settings_defaults():
 
 def error_codes_in_the_code() -> dict[str, int | None]:
     """Every error code the service can answer with: each `ClassifierError`'s, with its status, and the ones the
-    API writes itself (`error_document(code, ...)`, `_error(status, code, ...)`), read from the source."""
+    API writes itself (`refusal_document(code, ...)`, `_error(status, code, ...)`), read from the source."""
     import ast
 
     from lambda_function.errors import ClassifierError
@@ -157,7 +157,7 @@ def error_codes_in_the_code() -> dict[str, int | None]:
     for path in (REPO_DIR / "lambda_function").rglob("*.py"):
         for node in ast.walk(ast.parse(path.read_text())):
             if isinstance(node, ast.Call) and isinstance(node.func, ast.Name):
-                position = {"error_document": 0, "_error": 1}.get(node.func.id)
+                position = {"refusal_document": 0, "_error": 1}.get(node.func.id)
                 if position is not None and len(node.args) > position:
                     argument = node.args[position]
                     if isinstance(argument, ast.Constant) and isinstance(argument.value, str):
