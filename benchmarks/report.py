@@ -165,11 +165,11 @@ def markdown(results: dict) -> str:
 
 
 def chart(results: dict, path: Path) -> None:
-    import matplotlib
     import matplotlib.ticker
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from training.plots import pyplot
+
+    plt = pyplot()
 
     rows = [r for r in results["engines"] if "median_ms" in r]
     labels = sorted({r["setup"] for r in rows}, key=lambda s: [r["setup"] for r in rows].index(s))

@@ -30,6 +30,7 @@ import numpy as np
 from PIL import Image
 
 from lambda_function.datapath.model_contract import ModelCard, ModelContractError, load_sidecar, write_sidecar
+from training.plots import pyplot
 from training.prepare_dataset import NO_CAT, read_manifest
 
 CALIBRATION_BINS = 15
@@ -316,17 +317,8 @@ def record(model_path: Path, key: str, summary: dict) -> None:
     write_sidecar(model_path, replace(card, metrics={**card.metrics, key: summary}))
 
 
-def _pyplot():
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
-
-
 def plot_confusion(confusion: np.ndarray, labels: list[str], path: Path) -> None:
-    plt = _pyplot()
+    plt = pyplot()
     side = max(5, 0.3 * len(labels) + 3)
     figure, axes = plt.subplots(figsize=(side, side))
     row_totals = np.maximum(confusion.sum(axis=1, keepdims=True), 1)
@@ -349,7 +341,7 @@ def plot_confusion(confusion: np.ndarray, labels: list[str], path: Path) -> None
 
 
 def plot_reliability(reliability: dict, error: float, path: Path) -> None:
-    plt = _pyplot()
+    plt = pyplot()
     bins = reliability["bins"]
     figure, axes = plt.subplots(figsize=(4.5, 4.5))
     axes.plot([0, 1], [0, 1], color="grey", linestyle=":", label="perfect calibration")

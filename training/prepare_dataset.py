@@ -41,12 +41,13 @@ from pathlib import Path
 from PIL import Image
 from tqdm import tqdm
 
+from lambda_function.datapath.model_contract import NO_CAT_LABEL
 from lambda_function.datapath.preprocessing import DecodeLimits, decode_image, resize_to_input
 from lambda_function.errors import ClassifierError
 from lambda_function.image_names import is_image_name
 from lambda_function.settings import DEFAULT_MAX_IMAGE_PIXELS
 
-NO_CAT = "No cat"
+NO_CAT = NO_CAT_LABEL  # the sidecar contract's spelling, one source
 NO_CAT_ORIGIN = "no-cat"
 SPLITS = ("train", "val", "test")
 MANIFEST = "manifest.csv"
@@ -456,11 +457,9 @@ def report_markdown(report: dict) -> str:
 
 
 def plot_class_distribution(classes: dict[str, dict[str, int]], path: Path) -> None:
-    import matplotlib
+    from training.plots import pyplot
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     labels = list(classes)
     usable = [classes[c]["usable"] for c in labels]
     kept = [classes[c]["train"] + classes[c]["val"] + classes[c]["test"] for c in labels]

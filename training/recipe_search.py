@@ -350,9 +350,9 @@ def main(argv: list[str] | None = None) -> int:
 
 def plot_trade_off(rules: dict, path: Path) -> None:
     """Each rule's curve: the left-out breeds' photos identified against the Oxford test cats identified."""
-    from training.evaluate import _pyplot
+    from training.plots import pyplot
 
-    plt = _pyplot()
+    plt = pyplot()
     figure, axis = plt.subplots(figsize=(6.5, 5))
     for name, rule in sorted(rules.items(), key=lambda item: -item[1]["auroc"]):
         curve = rule["curve"]

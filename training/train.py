@@ -316,11 +316,9 @@ def write_run_outputs(
 
 
 def plot_curves(history: list[dict[str, float]], path: Path, phase_boundary: int) -> None:
-    import matplotlib
+    from training.plots import pyplot
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     epochs = range(1, len(history) + 1)
     figure, axes = plt.subplots(1, 3, figsize=(13, 3.6))
     for axis, metric in zip(axes, ("loss", "accuracy", "top5"), strict=True):

@@ -14,9 +14,7 @@ from pathlib import Path
 import numpy as np
 from ai_edge_litert.interpreter import Interpreter
 
-from lambda_function.datapath.model_contract import ModelCard, ModelContractError, load_sidecar
-
-NO_CAT_LABEL = "No cat"
+from lambda_function.datapath.model_contract import NO_CAT_LABEL, ModelCard, ModelContractError, load_sidecar
 
 
 @dataclass(frozen=True)

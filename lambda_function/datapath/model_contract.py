@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 
 SIDECAR_FORMAT_VERSION = 1
+NO_CAT_LABEL = "No cat"  # the class of photos without a cat, spelled as in breeds.txt
 SUPPORTED_INPUT_DTYPES = ("float32", "uint8", "int8")
 
 

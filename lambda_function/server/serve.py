@@ -6,9 +6,8 @@ SIGTERM within `graceful_timeout`), and each worker runs uvicorn's event loop wi
 powertools' `HttpResolverLocal`, which served before, is documented by its authors as for local development.
 Each worker loads its own model and runs inference on it under the classifier's lock (one interpreter per
 process), while URL fetches and uploads of that worker overlap on its thread pool. Each interpreter gets
-`INFERENCE_THREADS` (every CPU by default), as on Lambda: measured on 2 CPUs with 2 workers, that answered one
-client in 27.5 ms p50 against 51 ms with one thread per worker, and 16 clients at the same throughput (36 per
-second) as one thread per worker; one worker with 2 threads managed 30 per second (docs/kubernetes.md).
+`INFERENCE_THREADS` (every CPU by default), as on Lambda: on 2 CPUs with 2 workers that answers one client
+faster than one thread per worker, at the same throughput under load (measured in docs/kubernetes.md).
 """
 
 from __future__ import annotations
