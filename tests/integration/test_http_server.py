@@ -200,10 +200,7 @@ def test_health_stays_fast_and_uploads_succeed_while_eight_slow_downloads_are_in
 
         with ThreadPoolExecutor(max_workers=8) as pool:
             fetchers = [pool.submit(keep_a_slow_fetch_in_flight) for _ in range(8)]
-            deadline = time.monotonic() + 10
-            while len(host.requests) < 8 and time.monotonic() < deadline:
-                time.sleep(0.05)
-            assert len(host.requests) >= 8, "the eight slow fetches never started"
+            wait_until(lambda: len(host.requests) >= 8, timeout_s=10, what="the eight slow fetches started")
 
             health_seconds = []
             for _ in range(100):

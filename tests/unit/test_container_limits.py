@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import threading
-import time
 from pathlib import Path
 
 import pytest
@@ -78,25 +77,28 @@ def test_decode_concurrency_is_a_setting_that_overrides_the_limits():
 
 def test_the_service_decodes_no_more_images_at_once_than_its_slots(model_path, monkeypatch):
     service = BreedService(Settings(model_path=model_path, inference_threads=1, decode_concurrency=2))
-    running, most = 0, 0
-    lock = threading.Lock()
+    requests = 8
+    running, most, entered = 0, 0, 0
+    changed = threading.Condition()
     real_prepare = service_module.prepare_image
 
-    def counting_prepare(*args, **kwargs):  # the real decode, held a moment so that overlaps show
-        nonlocal running, most
-        with lock:
-            running += 1
+    def counting_prepare(*args, **kwargs):  # the real decode, once every slot is taken (or no request is left)
+        nonlocal running, most, entered
+        with changed:
+            running, entered = running + 1, entered + 1
             most = max(most, running)
+            changed.notify_all()
+            changed.wait_for(lambda: running >= 2 or entered == requests, timeout=30)
         try:
-            time.sleep(0.05)
             return real_prepare(*args, **kwargs)
         finally:
-            with lock:
+            with changed:
                 running -= 1
+                changed.notify_all()
 
     monkeypatch.setattr(service_module, "prepare_image", counting_prepare)
     photo = CAT_PHOTOS[0].read_bytes()
-    threads = [threading.Thread(target=service.classify_bytes, args=(photo, 1)) for _ in range(8)]
+    threads = [threading.Thread(target=service.classify_bytes, args=(photo, 1)) for _ in range(requests)]
     for thread in threads:
         thread.start()
     for thread in threads:
