@@ -87,6 +87,7 @@ docker-engine: $(DOCKERD) $(DEBOOTSTRAP)
 test: $(STAMP) $(INFRA_STAMP) $(CHECKOV_STAMP) $(RUNTIME_STAMP) $(CHROMIUM) docker-engine
 	$(PY) -m ruff check .
 	$(PY) -m ruff format --check .
+	$(PY) -m mypy
 	$(PY) -m pytest tests/unit -n 4
 	$(PY) -m pytest tests/integration -n 2 --dist loadfile
 

@@ -31,7 +31,8 @@ def main(argv: list[str] | None = None) -> int:
         settings = Settings.from_env()
         if getattr(args, "model", None):
             settings = replace(settings, model_path=args.model)
-        return args.run(args, settings)
+        status: int = args.run(args, settings)
+        return status
     except (ModelContractError, SettingsError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -76,7 +76,8 @@ def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, str]:
         response = functions.invoke(FunctionName=version_arn, Payload=json.dumps(payload).encode())
         if response.get("FunctionError"):
             raise RuntimeError(f"{response['FunctionError']}: {response['Payload'].read()[:300]!r}")
-        return json.loads(response["Payload"].read())
+        answer: dict[str, Any] = json.loads(response["Payload"].read())
+        return answer
 
     def report(deployment_id: str, execution_id: str, status: str) -> None:
         codedeploy.put_lifecycle_event_hook_execution_status(

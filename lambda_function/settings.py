@@ -12,8 +12,11 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TypeVar
 
 from lambda_function.container_limits import ContainerLimits, affinity_cpus
+
+Number = TypeVar("Number", int, float)
 
 PACKAGE_DIR = Path(__file__).resolve().parent
 REPO_DIR = PACKAGE_DIR.parent
@@ -130,9 +133,11 @@ class ServerSettings:
     metrics_flush_s: float = 60.0
 
     def __post_init__(self) -> None:
-        if self.max_url_fetches is None:
-            object.__setattr__(self, "max_url_fetches", max(1, self.threads_per_worker * 3 // 4))
-        if self.threads_per_worker >= 2 and not 1 <= self.max_url_fetches < self.threads_per_worker:  # type: ignore[operator]
+        fetches = self.max_url_fetches
+        if fetches is None:
+            fetches = max(1, self.threads_per_worker * 3 // 4)
+            object.__setattr__(self, "max_url_fetches", fetches)
+        if self.threads_per_worker >= 2 and not 1 <= fetches < self.threads_per_worker:
             raise SettingsError(
                 "SERVER_MAX_URL_FETCHES must be at least 1 and below SERVER_THREADS_PER_WORKER, "
                 "so that uploads always have threads of their own"
@@ -214,7 +219,7 @@ class Settings:
             s3_max_object_bytes=_number(env, "S3_MAX_OBJECT_BYTES", default.s3_max_object_bytes, int),
             s3_endpoint_url=env.get("S3_ENDPOINT_URL") or default.s3_endpoint_url,
             decode_time_budget_s=_number(env, "DECODE_TIME_BUDGET_S", default.decode_time_budget_s, float, minimum=0.1),
-            decode_concurrency=_number(env, "DECODE_CONCURRENCY", default.decode_concurrency, int),  # type: ignore[arg-type]
+            decode_concurrency=_optional_number(env, "DECODE_CONCURRENCY", int),
             container=ContainerLimits.read(env),
             fetch=_fetch_settings(env),
             server=_server_settings(env),
@@ -241,7 +246,7 @@ def _server_settings(env: Mapping[str, str]) -> ServerSettings:
     return ServerSettings(
         workers=_number(env, "SERVER_WORKERS", default.workers, int),
         threads_per_worker=_number(env, "SERVER_THREADS_PER_WORKER", default.threads_per_worker, int),
-        max_url_fetches=_number(env, "SERVER_MAX_URL_FETCHES", None, int),  # type: ignore[arg-type]
+        max_url_fetches=_optional_number(env, "SERVER_MAX_URL_FETCHES", int),
         max_header_bytes=_number(env, "SERVER_MAX_HEADER_BYTES", default.max_header_bytes, int, minimum=1024),
         max_header_count=_number(env, "SERVER_MAX_HEADERS", default.max_header_count, int, minimum=8),
         header_timeout_s=_number(env, "SERVER_HEADER_TIMEOUT_S", default.header_timeout_s, float, minimum=0.1),
@@ -267,10 +272,15 @@ def _bool(env: Mapping[str, str], name: str, *, default: bool) -> bool:
     raise SettingsError(f"{name}={raw!r} is not a boolean (use true or false)")
 
 
-def _number(env: Mapping[str, str], name: str, default: float, kind: type, *, minimum: float = 1) -> float:
+def _number(env: Mapping[str, str], name: str, default: Number, kind: type[Number], *, minimum: float = 1) -> Number:
+    value = _optional_number(env, name, kind, minimum=minimum)
+    return default if value is None else value
+
+
+def _optional_number(env: Mapping[str, str], name: str, kind: type[Number], *, minimum: float = 1) -> Number | None:
     raw = env.get(name)
     if raw is None or raw == "":
-        return default
+        return None
     try:
         value = kind(raw)
     except ValueError:

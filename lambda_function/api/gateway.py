@@ -259,12 +259,16 @@ def _depth(value: Any) -> int:
     return deepest
 
 
-def _refuse(error: ClassifierError, event: dict[str, Any], extra_headers: dict[str, str] | None = None) -> dict:
+def _refuse(
+    error: ClassifierError, event: dict[str, Any], extra_headers: dict[str, str] | None = None
+) -> dict[str, Any]:
     logger.info("request refused", extra={"error_code": error.code, "status": int(error.status)})
     return _proxy_response(error.status, refusal_document(error.code, error.message), extra_headers)
 
 
-def _proxy_response(status: int, document: dict, extra_headers: dict[str, str] | None = None) -> dict[str, Any]:
+def _proxy_response(
+    status: int, document: dict[str, Any], extra_headers: dict[str, str] | None = None
+) -> dict[str, Any]:
     return {
         "statusCode": int(status),
         "headers": {"Content-Type": "application/json", **(extra_headers or {})},

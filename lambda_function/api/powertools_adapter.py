@@ -13,6 +13,7 @@
 from __future__ import annotations
 
 import threading
+from collections.abc import Mapping
 from typing import Any
 
 from aws_lambda_powertools.event_handler import APIGatewayHttpResolver
@@ -55,7 +56,7 @@ class ConcurrentHttpResolver(APIGatewayHttpResolver):
     def lambda_context(self, value: Any) -> None:
         _request_state.lambda_context = value
 
-    def resolve(self, event: dict[str, Any], context: Any) -> dict[str, Any]:
-        _request_state.event = self._to_proxy_event(event)
+    def resolve(self, event: Mapping[str, Any], context: Any) -> dict[str, Any]:
+        _request_state.event = self._to_proxy_event(dict(event))
         _request_state.lambda_context = context
         return super().resolve(event, context)

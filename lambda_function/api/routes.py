@@ -14,6 +14,7 @@ from aws_lambda_powertools.event_handler import Response, content_types
 from aws_lambda_powertools.event_handler.api_gateway import ApiGatewayResolver, Router
 from aws_lambda_powertools.event_handler.exceptions import NotFoundError
 from aws_lambda_powertools.event_handler.openapi.exceptions import RequestValidationError
+from aws_lambda_powertools.event_handler.openapi.types import OpenAPIResponse
 from aws_lambda_powertools.metrics import MetricUnit
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 from pydantic.json_schema import SkipJsonSchema
@@ -29,7 +30,7 @@ API_TITLE = "Cat breed classifier"
 API_VERSION = "1.0.0"
 MAX_TOP_K = 100
 
-router = Router()
+router = Router()  # type: ignore[no-untyped-call]  # powertools leaves its __init__ unannotated
 
 
 class PredictRequest(BaseModel):
@@ -130,9 +131,9 @@ class ErrorResponse(BaseModel):
     error: ErrorDetail
 
 
-def _responses(success: type[BaseModel], description: str, *error_statuses: int) -> dict[int, dict[str, Any]]:
+def _responses(success: type[BaseModel], description: str, *error_statuses: int) -> dict[int, OpenAPIResponse]:
     """OpenAPI responses of a route: its success model and the error statuses it can answer with."""
-    responses: dict[int, dict[str, Any]] = {
+    responses: dict[int, OpenAPIResponse] = {
         200: {"description": description, "content": {"application/json": {"model": success}}}
     }
     for status in error_statuses:
@@ -181,7 +182,7 @@ def predict_response(result: ClassifiedImage) -> PredictResponse:
         breed_identified=result.breed_identified,
         coat=None
         if result.coat is None
-        else CoatAnswer(length=result.coat.length, probability=round(result.coat.probability, 6)),  # type: ignore[arg-type]
+        else CoatAnswer(length=result.coat.length, probability=round(result.coat.probability, 6)),  # type: ignore[arg-type]  # one of COAT_LENGTHS
         description=result.description,
         model=_model_info(),
     )
@@ -215,7 +216,7 @@ def health() -> HealthResponse:
     return HealthResponse(status="ok", model=_model_info())
 
 
-def _error(status: int, code: str, message: str, headers: dict[str, str] | None = None) -> Response:
+def _error(status: int, code: str, message: str, headers: dict[str, str] | None = None) -> Response[dict[str, Any]]:
     return Response(
         status_code=status,
         content_type=content_types.APPLICATION_JSON,
@@ -224,8 +225,8 @@ def _error(status: int, code: str, message: str, headers: dict[str, str] | None 
     )
 
 
-@router.exception_handler(ClassifierError)
-def handle_classifier_error(error: ClassifierError) -> Response:
+@router.exception_handler(ClassifierError)  # type: ignore[untyped-decorator]  # powertools' decorator is unannotated
+def handle_classifier_error(error: ClassifierError) -> Response[dict[str, Any]]:
     logger.info("request refused", extra={"error_code": error.code, "status": int(error.status)})
     return _error(error.status, error.code, error.message, error.headers)
 
@@ -236,8 +237,8 @@ MAX_LISTED_PROBLEMS = 5
 MAX_ECHOED_NAME_CHARS = 40
 
 
-@router.exception_handler(RequestValidationError)
-def handle_validation_error(error: RequestValidationError) -> Response:
+@router.exception_handler(RequestValidationError)  # type: ignore[untyped-decorator]  # powertools' decorator is unannotated
+def handle_validation_error(error: RequestValidationError) -> Response[dict[str, Any]]:
     problems = error.errors()
     listed = [_describe(item) for item in problems[:MAX_LISTED_PROBLEMS]]
     if len(problems) > MAX_LISTED_PROBLEMS:
@@ -247,15 +248,15 @@ def handle_validation_error(error: RequestValidationError) -> Response:
     return _error(HTTPStatus.BAD_REQUEST, "bad_request", message)
 
 
-@router.exception_handler(NotFoundError)
-def handle_not_found(_error_: NotFoundError) -> Response:
+@router.exception_handler(NotFoundError)  # type: ignore[untyped-decorator]  # powertools' decorator is unannotated
+def handle_not_found(_error_: NotFoundError) -> Response[dict[str, Any]]:
     return _error(
         HTTPStatus.NOT_FOUND, "not_found", "no such route: see GET /, GET /breeds, GET /health, POST /predict"
     )
 
 
-@router.exception_handler(Exception)
-def handle_unexpected(error: Exception) -> Response:
+@router.exception_handler(Exception)  # type: ignore[untyped-decorator]  # powertools' decorator is unannotated
+def handle_unexpected(error: Exception) -> Response[dict[str, Any]]:
     """A fault of the service, never of the client: logged with its stack, counted (the `InternalError` metric
     and its alarm in template.yaml), and answered 500 without details. Lambda's own `Errors` metric never sees
     it, because the function returns normally."""

@@ -183,5 +183,6 @@ class Classifier:
     def _dequantize_output(self, raw: np.ndarray) -> np.ndarray:
         if np.issubdtype(raw.dtype, np.integer):
             scale, zero_point = self._output["quantization"]
-            return (raw.astype(np.float32) - zero_point) * scale
+            dequantized: np.ndarray = (raw.astype(np.float32) - zero_point) * scale
+            return dequantized
         return raw.astype(np.float32)

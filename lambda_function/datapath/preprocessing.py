@@ -259,11 +259,10 @@ def _to_upright_rgb(
     # full-size decode before the memory check. Such a PNG's orientation is read after decoding (exif_transpose).
     has_exif_now = image.format != "PNG" or "exif" in image.info
     orientation = image.getexif().get(_EXIF_ORIENTATION_TAG, 1) if has_exif_now else 1
-    wanted = None
+    wanted: tuple[int, int] | None = None
     if target_size_px is not None:
-        wanted = tuple(math.ceil(side * JPEG_DRAFT_OVERSAMPLING) for side in target_size_px)
-        if orientation in _ORIENTATIONS_THAT_SWAP_AXES:
-            wanted = (wanted[1], wanted[0])
+        wide, high = (math.ceil(side * JPEG_DRAFT_OVERSAMPLING) for side in target_size_px)
+        wanted = (high, wide) if orientation in _ORIENTATIONS_THAT_SWAP_AXES else (wide, high)
         if limits.jpeg_draft and draftable:
             image.draft(None, wanted)
     cost = decode_cost_bytes(image, full_size=(width, height))
@@ -316,7 +315,7 @@ def _check_decode_work(image: Image.Image, data: bytes) -> _DecodePlan:
             read_bytes=MULTI_SCAN_JPEG_READ_BYTES if scans > 1 else None,
         )
     if image.format == "TIFF":
-        tags = image.tag_v2  # type: ignore[attr-defined]
+        tags = image.tag_v2  # type: ignore[attr-defined]  # a TiffImageFile's
         pieces = len(tags.get(_TIFF_STRIP_OFFSETS, ())) + len(tags.get(_TIFF_TILE_OFFSETS, ()))
         if pieces > MAX_TIFF_STRIPS_AND_TILES:
             raise ImageTooComplex(
@@ -404,7 +403,7 @@ def _progressive_jpeg_coefficient_bytes(image: Image.Image, full_size: tuple[int
     width, height = full_size
     h_max = max(layer[1] for layer in layers)
     v_max = max(layer[2] for layer in layers)
-    coefficients = sum(width * height * layer[1] * layer[2] // (h_max * v_max) for layer in layers)
+    coefficients: int = sum(width * height * layer[1] * layer[2] // (h_max * v_max) for layer in layers)
     return coefficients * _JPEG_COEFFICIENT_BYTES
 
 

@@ -102,7 +102,7 @@ class _FinalAnswerResponse(http.client.HTTPResponse):
 
     def _read_status(self) -> tuple[str, int, str]:
         for _ in range(MAX_INTERIM_ANSWERS + 1):
-            version, status, reason = super()._read_status()  # type: ignore[misc]
+            version, status, reason = super()._read_status()  # type: ignore[misc]  # http.client's private reader
             if not 100 <= status < 200 or status == 101:  # 101 (an upgrade, never asked for) is final
                 return version, status, reason
             http.client.parse_headers(self.fp)  # the interim answer's header block, discarded
@@ -120,14 +120,14 @@ class _GuardedConnection:
         self._watchdog = watchdog
 
     def _new_conn(self) -> socket.socket:  # urllib3 2.x creates the raw socket here, before any TLS
-        sock = super()._new_conn()  # type: ignore[misc]
+        sock: socket.socket = super()._new_conn()  # type: ignore[misc]  # a mixin: urllib3's class is next in line
         self._watchdog.guard(sock)
         return sock
 
 
-class DeadlineHTTPConnection(_GuardedConnection, HTTPConnection):
+class DeadlineHTTPConnection(_GuardedConnection, HTTPConnection):  # type: ignore[misc]  # response_class: a subclass of http.client's, as urllib3 takes
     """An urllib3 HTTP connection guarded by the fetch's watchdog."""
 
 
-class DeadlineHTTPSConnection(_GuardedConnection, HTTPSConnection):
+class DeadlineHTTPSConnection(_GuardedConnection, HTTPSConnection):  # type: ignore[misc]  # as above
     """An urllib3 HTTPS connection guarded by the fetch's watchdog from before the TLS handshake to the last byte."""

@@ -64,7 +64,7 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
 
     limits: ServerSettings
 
-    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]  # the loop hands a Transport
         super().connection_made(transport)
         self.lingering = False
         self.drained_bytes = 0
@@ -78,7 +78,7 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         self._unparsed = bytearray()  # received, not yet fed: waits while the pipeline is full
         self._body_gap_bytes = 0  # bytes of a body that are no body: chunk framing, extensions, trailers
         # Request cycles are created later, and write and close through this.
-        self.transport = _LingeringTransport(transport, self)  # type: ignore[assignment]
+        self.transport = _LingeringTransport(transport, self)  # type: ignore[assignment]  # the transport's interface
         # What a client that never reads can have the server make and hold for it: unsent answers in the
         # transport, then in the kernel (whose send buffer would otherwise grow to megabytes per connection on
         # loopback and in a pod's network, all of it answers made for nobody); past both, the write deadline runs.
@@ -253,10 +253,9 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
 
     # Lingering close
 
-    def eof_received(self) -> bool | None:
+    def eof_received(self) -> None:
         if self.lingering:
             self.transport.close()  # the client has sent everything it will: nothing left to drain
-        return None
 
     def still_receiving_body(self) -> bool:
         cycle = self.cycle

@@ -52,7 +52,7 @@ def create_app(settings: Settings) -> BreedServerApp:
     return BreedServerApp(server, start_service=start_service, saturation=saturation)
 
 
-class QuickQuitUvicornWorker(UvicornWorker):
+class QuickQuitUvicornWorker(UvicornWorker):  # type: ignore[misc]  # gunicorn and uvicorn-worker ship no types
     """uvicorn-worker's worker, with a SIGQUIT that stops it.
 
     gunicorn answers SIGINT (Ctrl+C) and SIGQUIT with a quick shutdown: it sends SIGQUIT to each worker. The
@@ -81,7 +81,7 @@ class QuickQuitUvicornWorker(UvicornWorker):
             sys.exit(Arbiter.WORKER_BOOT_ERROR)
 
 
-class SecondTermQuitsArbiter(Arbiter):
+class SecondTermQuitsArbiter(Arbiter):  # type: ignore[misc]  # gunicorn and uvicorn-worker ship no types
     """gunicorn's master, with a second SIGTERM that stops at once.
 
     The first SIGTERM starts the graceful stop (workers drain, requests in flight finish within the graceful
@@ -100,7 +100,7 @@ class SecondTermQuitsArbiter(Arbiter):
         super().signal(sig, frame)
 
 
-class GunicornServer(BaseApplication):
+class GunicornServer(BaseApplication):  # type: ignore[misc]  # gunicorn and uvicorn-worker ship no types
     """gunicorn configured from `Settings` in code, so the server has no configuration file of its own."""
 
     def __init__(self, settings: Settings, host: str, port: int) -> None:

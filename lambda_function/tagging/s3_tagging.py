@@ -164,7 +164,8 @@ class S3Tagger:
 
     def _replaced_since(self, bucket: str, key: str, etag: str) -> bool:
         try:
-            return self.s3.head_object(Bucket=bucket, Key=key)["ETag"] != etag
+            current: str = self.s3.head_object(Bucket=bucket, Key=key)["ETag"]
+            return current != etag
         except ClientError as error:
             if error.response.get("Error", {}).get("Code") in _MISSING_OBJECT_CODES:
                 return False  # deleted since: nothing holds the tags
