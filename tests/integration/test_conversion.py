@@ -118,7 +118,10 @@ def test_converter_refuses_a_malformed_sidecar(keras_copy, tmp_path):
 
 
 def test_converter_refuses_a_label_count_that_disagrees_with_the_model(keras_copy, tmp_path):
-    edit_sidecar(keras_copy, labels=["Siamese", "Persian", "No cat"])
+    labels = ["Siamese", "Persian", "No cat"]
+    edit_sidecar(
+        keras_copy, labels=labels, **{"coat_rule.lengths": {"Siamese": "short", "Persian": "long", "No cat": None}}
+    )
     with pytest.raises(ModelContractError, match="the sidecar lists 3 labels, the model outputs 68"):
         convert(keras_copy, tmp_path / "out.tflite", ConversionOptions(mode=Mode.FLOAT32))
 
