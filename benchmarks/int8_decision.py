@@ -3,10 +3,10 @@
     .venv/bin/python -m benchmarks.int8_decision build/int8/float16.tflite build/int8/int8.tflite
 
 Both files come from the same Keras model (`make bench-int8` converts them, the int8 one calibrated on the
-training split, and fits each one's coat rule). Accuracy figures are their sidecars' (`training.evaluate` through
-the serving runtime); this adds `breed_identified` agreement on the held-back test photos and the shared photos,
-and the speed of the serving path: the load (a cold start's model part) and a request on a 12-megapixel photo,
-timed in interleaved rounds so that the ratio holds on a shared, noisy machine.
+training split, and fits each one's coat rule). On the held-back test photos and the shared photos it scores each
+through the serving runtime as `training.evaluate` does, and counts how often the two agree (top-1,
+`breed_identified`, coat length); then it times the serving path: the load (a cold start's model part) and a
+request on a 12-megapixel photo, in interleaved rounds so that the ratio holds on a shared, noisy machine.
 """
 
 from __future__ import annotations
