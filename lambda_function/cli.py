@@ -119,7 +119,7 @@ def _predict(args: argparse.Namespace, settings: Settings) -> int:
     if args.json:
         from lambda_function.api.routes import predict_response
 
-        print(json.dumps(predict_response(result).model_dump(), indent=2))
+        print(json.dumps(predict_response(result, service).model_dump(), indent=2))
         return 0
     print(
         f"{args.source}  (model {card.name} {card.version}; cat detected: {_yes_no(result.cat_detected)}; "
@@ -147,17 +147,20 @@ def _yes_no(value: bool | None) -> str:
 
 
 def _invoke(args: argparse.Namespace, settings: Settings) -> int:
-    from lambda_function.datapath.service import BreedService, install_service
+    from lambda_function.datapath.service import BreedService
 
     event = json.loads(args.event.read_text(encoding="utf-8"))
-    install_service(BreedService(settings))  # the handler module takes it at import, as on Lambda it builds its own
+    service = BreedService(settings)  # the handler is built around it, as the deployed ones are around theirs
+    if "Records" in event or "invocationSchemaVersion" in event:  # S3 notifications, S3 Batch Operations
+        from lambda_function.tagging.lambda_tagging import s3_tagger, tagging_handler
+
+        lambda_handler = tagging_handler(s3_tagger(service))
+    else:
+        from lambda_function.api.lambda_api import api_handler
+
+        lambda_handler = api_handler(service)
     # EMF metrics are printed to stdout when the handler returns; keep stdout for the response alone.
     with contextlib.redirect_stdout(sys.stderr):
-        if "Records" in event or "invocationSchemaVersion" in event:  # S3 notifications, S3 Batch Operations
-            from lambda_function.tagging_handler import lambda_handler
-        else:
-            from lambda_function.handler import lambda_handler
-
         response = lambda_handler(event, LocalLambdaContext())
     print(json.dumps(response, indent=2))
     return 0

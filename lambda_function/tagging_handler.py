@@ -13,76 +13,13 @@ Two kinds of caller, told apart by the event's shape:
 
 from __future__ import annotations
 
-from collections import Counter
-from typing import TYPE_CHECKING, Any
-from urllib.parse import unquote_plus
-
-import boto3
-from aws_lambda_powertools.metrics import MetricUnit
-from aws_lambda_powertools.utilities.data_classes import S3Event
-
-from lambda_function.datapath.service import get_service
-from lambda_function.observability import logger, metrics, patch_aws_sdk, record_metric, tracer
-from lambda_function.request_deadline import Deadline
-from lambda_function.tagging.batch_operations import Task, is_batch_invocation, run_tasks
-from lambda_function.tagging.s3_tagging import S3Tagger, TagResult
-
-if TYPE_CHECKING:
-    from aws_lambda_powertools.utilities.typing import LambdaContext
-
-
-class TaggingFailed(RuntimeError):
-    """Some records could not be processed; raised so that Lambda retries the event."""
-
+from lambda_function.datapath.service import BreedService
+from lambda_function.observability import patch_aws_sdk
+from lambda_function.settings import Settings
+from lambda_function.tagging.lambda_tagging import s3_tagger, tagging_handler
 
 patch_aws_sdk()
-service = get_service()
-tagger = S3Tagger(
-    service,
-    boto3.client("s3", endpoint_url=service.settings.s3_endpoint_url),
-    max_object_bytes=service.settings.s3_max_object_bytes,
-)
-
-
-@logger.inject_lambda_context
-@tracer.capture_lambda_handler(capture_response=False)
-@metrics.log_metrics
-def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    deadline = Deadline.of_lambda_invocation(context)  # an object still being decoded then is retried, not lost
-    if is_batch_invocation(event):
-        return _batch_operations(event, deadline)
-    return _notifications(S3Event(event), deadline)
-
-
-def _notifications(event: S3Event, deadline: Deadline) -> dict[str, Any]:
-    outcomes: Counter[str] = Counter()
-    failures = []
-    records = 0
-    for record in event.records:
-        records += 1
-        bucket, key = record.s3.bucket.name, unquote_plus(record.s3.get_object.key)
-        try:
-            outcomes[tagger.tag_object(bucket, key, record.s3.get_object.version_id, deadline).outcome] += 1
-        except Exception as error:  # every record gets its turn; the failures are raised together below
-            logger.exception("tagging failed", extra={"bucket": bucket, "key": key})
-            failures.append(f"s3://{bucket}/{key}: {type(error).__name__}")
-    summary = {"records": records, **outcomes, "failed": len(failures)}
-    for outcome, count in {**outcomes, "failed": len(failures)}.items():
-        if count:
-            record_metric(f"Tagging_{outcome}", MetricUnit.Count, count)
-    logger.info("tagging batch done", extra={"summary": summary})
-    if failures:
-        raise TaggingFailed(f"{len(failures)} of {summary['records']} objects failed: {'; '.join(failures)}")
-    return summary
-
-
-def _batch_operations(event: dict[str, Any], deadline: Deadline) -> dict[str, Any]:
-    def tag(task: Task) -> TagResult:
-        return tagger.tag_object(task.bucket, task.key, task.version_id, deadline)
-
-    response, results = run_tasks(event, tag)
-    codes = Counter(str(result.code) for result in results)
-    for code, count in codes.items():
-        record_metric(f"BatchTasks{code}", MetricUnit.Count, count)
-    logger.info("batch operations tasks done", extra={"job": event.get("job", {}).get("id"), "results": dict(codes)})
-    return response
+# The one place the deployed tagger is built: at import, Lambda's init (a broken model fails the cold start).
+service = BreedService(Settings.from_env())
+tagger = s3_tagger(service)
+lambda_handler = tagging_handler(tagger)

@@ -61,11 +61,7 @@ def service_env(model_path: Path) -> Iterator[dict[str, str]]:
     with pytest.MonkeyPatch.context() as patch:
         for key, value in env.items():
             patch.setenv(key, value)
-        from lambda_function.datapath.service import install_service
-
-        install_service(None)
         yield env
-        install_service(None)
 
 
 @pytest.fixture(scope="session")

@@ -8,10 +8,11 @@ from __future__ import annotations
 
 import json
 from http import HTTPStatus
-from typing import Any, Literal
+from typing import Annotated, Any, Literal, TypeVar
 
 from aws_lambda_powertools.event_handler import Response, content_types
 from aws_lambda_powertools.event_handler.api_gateway import ApiGatewayResolver, Router
+from aws_lambda_powertools.event_handler.depends import Depends
 from aws_lambda_powertools.event_handler.exceptions import NotFoundError
 from aws_lambda_powertools.event_handler.openapi.exceptions import RequestValidationError
 from aws_lambda_powertools.event_handler.openapi.types import OpenAPIResponse
@@ -20,7 +21,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from pydantic.json_schema import SkipJsonSchema
 
 from lambda_function.api.web_page import web_page
-from lambda_function.datapath.service import ClassifiedImage, get_service
+from lambda_function.datapath.service import BreedService, ClassifiedImage
 from lambda_function.errors import ClassifierError, refusal_document
 from lambda_function.observability import logger, record_metric
 from lambda_function.request_deadline import current_deadline
@@ -144,8 +145,25 @@ def _responses(success: type[BaseModel], description: str, *error_statuses: int)
     return responses
 
 
-def _model_info() -> ModelInfo:
-    card = get_service().classifier.card
+def the_service() -> BreedService:
+    """The service the routes run on: handed in by the resolver that answers (`serving`), never a global."""
+    raise LookupError("no service was handed in: build the resolver with lambda_function.api.routes.serving()")
+
+
+Service = Annotated[BreedService, Depends(the_service)]
+Resolver = TypeVar("Resolver", bound=ApiGatewayResolver)
+
+
+def serving(resolver: Resolver, service: BreedService) -> Resolver:
+    """`resolver` answering these routes with `service` (what the Lambda handlers, the HTTP server's threads, the
+    CLI and the tests each build for themselves)."""
+    resolver.include_router(router)
+    resolver.dependency_overrides[the_service] = lambda: service
+    return resolver
+
+
+def _model_info(service: BreedService) -> ModelInfo:
+    card = service.classifier.card
     return ModelInfo(name=card.name, version=card.version)
 
 
@@ -154,8 +172,7 @@ def _model_info() -> ModelInfo:
     summary="Classify a cat photo",
     responses=_responses(PredictResponse, "The most likely breeds", 400, 403, 413, 415, 422, 502, 504),
 )
-def predict(request: PredictRequest) -> PredictResponse:
-    service = get_service()
+def predict(request: PredictRequest, service: Service) -> PredictResponse:
     deadline = current_deadline()
     if request.url is not None:
         result: ClassifiedImage = service.classify_url(request.url, request.top_k, deadline)
@@ -171,10 +188,10 @@ def predict(request: PredictRequest) -> PredictResponse:
             "inference_ms": round(result.inference_ms, 1),
         },
     )
-    return predict_response(result)
+    return predict_response(result, service)
 
 
-def predict_response(result: ClassifiedImage) -> PredictResponse:
+def predict_response(result: ClassifiedImage, service: BreedService) -> PredictResponse:
     """The answer to a prediction, as the API and `python -m lambda_function predict --json` give it."""
     return PredictResponse(
         predictions=[BreedProbability(breed=p.breed, probability=round(p.probability, 6)) for p in result.predictions],
@@ -184,7 +201,7 @@ def predict_response(result: ClassifiedImage) -> PredictResponse:
         if result.coat is None
         else CoatAnswer(length=result.coat.length, probability=round(result.coat.probability, 6)),  # type: ignore[arg-type]  # one of COAT_LENGTHS
         description=result.description,
-        model=_model_info(),
+        model=_model_info(service),
     )
 
 
@@ -207,13 +224,13 @@ def page() -> Response[str]:
     summary="The labels the loaded model can answer with",
     responses=_responses(BreedsResponse, "The labels, in the model's output order"),
 )
-def breeds() -> BreedsResponse:
-    return BreedsResponse(breeds=list(get_service().classifier.card.labels), model=_model_info())
+def breeds(service: Service) -> BreedsResponse:
+    return BreedsResponse(breeds=list(service.classifier.card.labels), model=_model_info(service))
 
 
 @router.get("/health", summary="Liveness: the model is loaded", responses=_responses(HealthResponse, "Ready"))
-def health() -> HealthResponse:
-    return HealthResponse(status="ok", model=_model_info())
+def health(service: Service) -> HealthResponse:
+    return HealthResponse(status="ok", model=_model_info(service))
 
 
 def _error(status: int, code: str, message: str, headers: dict[str, str] | None = None) -> Response[dict[str, Any]]:

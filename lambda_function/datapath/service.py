@@ -190,24 +190,3 @@ class BreedService:
             preprocessing_ms,
             inference_ms,
         )
-
-
-_service: BreedService | None = None
-_service_lock = threading.Lock()
-
-
-def install_service(service: BreedService | None) -> None:
-    """Make `service` the one the API routes use (the HTTP server does so at start-up); None forgets it."""
-    global _service
-    with _service_lock:
-        _service = service
-
-
-def get_service() -> BreedService:
-    """The process-wide service: the installed one, else one built from the environment on first use (Lambda
-    init, the CLI)."""
-    global _service
-    with _service_lock:
-        if _service is None:
-            _service = BreedService(Settings.from_env())
-        return _service

@@ -32,7 +32,8 @@ from typing import Any
 
 from lambda_function.api.gateway import http_api_event, resolve
 from lambda_function.api.powertools_adapter import ConcurrentHttpResolver
-from lambda_function.api.routes import router
+from lambda_function.api.routes import serving
+from lambda_function.datapath.service import BreedService
 from lambda_function.errors import (
     ANSWER_HEADERS,
     ClassifierError,
@@ -93,25 +94,29 @@ class BreedServerApp:
 
     Args:
         settings: the server's limits and sizes.
-        start_service: loads the model and makes it the one the routes use; called once per worker process at
-            ASGI lifespan start-up, so that a broken model fails the worker's boot, not its first request.
+        load_service: builds the service the routes run on (it loads the model); called once per worker process,
+            at ASGI lifespan start-up, so that a broken model fails the worker's boot, not its first request (or
+            at the first request, for an application driven without a lifespan, as the tests do).
     """
 
-    def __init__(
-        self,
-        settings: ServerSettings,
-        start_service: Callable[[], object],
-        saturation: Callable[[], str | None] = lambda: None,
-    ) -> None:
+    def __init__(self, settings: ServerSettings, load_service: Callable[[], BreedService]) -> None:
         self.settings = settings
-        self._start_service = start_service
+        self._load_service = load_service
+        self._service: BreedService | None = None
+        self._service_lock = threading.Lock()
         self._pool = ThreadPoolExecutor(max_workers=settings.threads_per_worker, thread_name_prefix="request")
         self.bodies = BodyBudget(settings.max_body_bytes_in_flight)
-        # What the service's slots are all taken by, if anything (BreedService.saturation): readiness reports it.
-        self._saturation = saturation
         self._resolvers = threading.local()
         self.ready = False
         self.draining = False
+
+    @property
+    def service(self) -> BreedService:
+        """The worker's service, built on first use (thread-safe: request threads may race the start-up)."""
+        with self._service_lock:
+            if self._service is None:
+                self._service = self._load_service()
+            return self._service
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "lifespan":
@@ -127,7 +132,7 @@ class BreedServerApp:
             message = await receive()
             if message["type"] == "lifespan.startup":
                 try:
-                    self._start_service()
+                    _ = self.service  # the model, loaded now
                 except Exception as error:
                     logger.exception("start-up failed")
                     await send({"type": "lifespan.startup.failed", "message": str(error)})
@@ -209,7 +214,8 @@ class BreedServerApp:
         )
 
     def _readiness(self) -> HttpResponse:
-        saturation = self._saturation() if self.ready else None
+        # What the service's slots are all taken by, if anything: traffic goes to other pods meanwhile.
+        saturation = self._service.saturation if self.ready and self._service is not None else None
         if self.ready and not self.draining and saturation is None:
             return json_response(200, {"status": "ready"})
         state = "draining" if self.draining else ("starting" if not self.ready else f"saturated with {saturation}")
@@ -254,8 +260,7 @@ class BreedServerApp:
             return error_response(DeadlineExceeded("the request's deadline passed while it was queued"))
         resolver = getattr(self._resolvers, "resolver", None)
         if resolver is None:
-            resolver = ConcurrentHttpResolver(enable_validation=True)
-            resolver.include_router(router)
+            resolver = serving(ConcurrentHttpResolver(enable_validation=True), self.service)
             self._resolvers.resolver = resolver
         return from_proxy_response(resolve(resolver, event, None, deadline))
 

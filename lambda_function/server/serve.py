@@ -25,7 +25,7 @@ from uvicorn.server import Server
 from uvicorn_worker import UvicornWorker
 
 from lambda_function.datapath.inference import Classifier
-from lambda_function.datapath.service import BreedService, Slots, install_service
+from lambda_function.datapath.service import BreedService, Slots
 from lambda_function.server.asgi import BreedServerApp
 from lambda_function.server.http_protocol import protocol_for
 from lambda_function.settings import DEFAULT_HOST, DEFAULT_PORT, Settings
@@ -39,17 +39,12 @@ def create_app(settings: Settings) -> BreedServerApp:
     only some of the worker's threads (each may wait on a slow upstream until the fetch deadline); the others are
     left for uploads."""
     server = settings.server
-    url_fetches = Slots(server.max_url_fetches or server.threads_per_worker)
-    started: list[BreedService] = []
 
-    def start_service() -> None:
-        started.append(BreedService(settings, processes=server.workers, url_fetches=url_fetches))
-        install_service(started[0])
+    def load_service() -> BreedService:
+        url_fetches = Slots(server.max_url_fetches or server.threads_per_worker)
+        return BreedService(settings, processes=server.workers, url_fetches=url_fetches)
 
-    def saturation() -> str | None:
-        return started[0].saturation if started else None
-
-    return BreedServerApp(server, start_service=start_service, saturation=saturation)
+    return BreedServerApp(server, load_service=load_service)
 
 
 class QuickQuitUvicornWorker(UvicornWorker):  # type: ignore[misc]  # gunicorn and uvicorn-worker ship no types

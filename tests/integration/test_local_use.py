@@ -116,3 +116,43 @@ def test_make_demo_runs_from_the_repository_alone_and_says_if_each_breed_is_clea
     for index, header in enumerate(lines):
         if "cat detected: yes" in header:  # each cat is named, with its coat, below its header
             assert re.fullmatch(r"  \S.* \(coat: (hairless|short|medium|long|unclear), \d+%\)", lines[index + 1])
+
+
+def test_the_cli_builds_its_own_handlers_whatever_was_imported_before_and_whatever_the_environment_names(
+    service_env, tmp_path
+):
+    """No module-level service to install first: the handlers are built around the service they are handed, so
+    importing the deployed entry points in either order, then invoking through the CLI with another model, each
+    answers with its own."""
+    program = f"""
+import json, os, sys
+from pathlib import Path
+order = sys.argv[1].split(",")
+for name in order:
+    __import__(name)
+os.environ["MODEL_PATH"] = "/nonexistent/model.tflite"  # what the CLI must not read: it is given --model
+from lambda_function.cli import main
+sys.exit(main(["invoke", "{EVENTS_DIR / "health-httpapi.json"}", "--model", "{service_env["MODEL_PATH"]}"]))
+"""
+    answers = []
+    for order in (
+        "lambda_function.handler,lambda_function.tagging_handler",
+        "lambda_function.tagging_handler,lambda_function.handler",
+    ):
+        completed = subprocess.run(
+            [sys.executable, "-c", program, order],
+            cwd=REPO_DIR,
+            # the entry points, imported first, build theirs from the committed default model
+            env={
+                **service_env,
+                "MODEL_PATH": str(REPO_DIR / "models" / "cat-breeds-34.tflite"),
+                "PATH": "/usr/bin:/bin",
+            },
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert completed.returncode == 0, completed.stderr[-2000:]
+        answers.append(json.loads(json.loads(completed.stdout)["body"]))
+
+    assert answers[0] == answers[1] and answers[0]["model"]["name"] == "untrained-smoke-model"

@@ -19,6 +19,7 @@ from lambda_function.datapath.service import BreedService
 from lambda_function.local_context import LocalLambdaContext
 from lambda_function.request_deadline import LAMBDA_ANSWER_MARGIN_S
 from lambda_function.settings import Settings
+from lambda_function.tagging.lambda_tagging import TaggingFailed
 from lambda_function.tagging.s3_tagging import MAX_TAGS_PER_OBJECT, Outcome, S3Tagger, merge_tags, sanitise_tag_value
 from tests.conftest import CAT_PHOTOS, DOG_PHOTOS, load_event
 from tests.support.images import progressive_jpeg_with_repeated_scans
@@ -137,7 +138,7 @@ def test_an_invocation_out_of_time_leaves_the_object_untagged_and_fails_for_a_re
     upload(s3, key, CAT_PHOTOS[5].read_bytes())
     nearly_out = LocalLambdaContext(remaining_ms=int(LAMBDA_ANSWER_MARGIN_S * 1000) - 100)
 
-    with pytest.raises(tagging.TaggingFailed, match="DeadlineExceeded"):
+    with pytest.raises(TaggingFailed, match="DeadlineExceeded"):
         tagging.lambda_handler(s3_event(key), nearly_out)
 
     assert tags_of(s3, key) == {}
@@ -169,7 +170,7 @@ def test_one_failing_record_does_not_stop_the_others_and_the_failure_is_raised(t
     event["Records"] += s3_event("uploads/x.jpg", bucket="Not_A_Valid_Bucket!")["Records"]
     event["Records"] += s3_event(good[1])["Records"]
 
-    with pytest.raises(tagging.TaggingFailed, match=r"1 of 3 objects failed: s3://Not_A_Valid_Bucket!/uploads/x\.jpg"):
+    with pytest.raises(TaggingFailed, match=r"1 of 3 objects failed: s3://Not_A_Valid_Bucket!/uploads/x\.jpg"):
         tagging.lambda_handler(event, lambda_context)
 
     assert all("cat-breed" in tags_of(s3, key) for key in good)
@@ -314,7 +315,7 @@ def test_an_object_replaced_after_it_was_checked_is_not_read_and_the_event_is_re
 
     with (
         injected(tagging.tagger.s3, "before-parameter-build.s3.GetObject", replace_it),
-        pytest.raises(tagging.TaggingFailed, match="1 of 1 objects failed"),
+        pytest.raises(TaggingFailed, match="1 of 1 objects failed"),
     ):
         tagging.lambda_handler(s3_event(key), lambda_context)
 
@@ -360,7 +361,7 @@ def test_an_object_replaced_during_every_try_fails_its_event_to_be_retried(taggi
 
     with (
         injected(tagging.tagger.s3, "before-parameter-build.s3.PutObjectTagging", replace_every_time),
-        pytest.raises(tagging.TaggingFailed, match="1 of 1 objects failed"),
+        pytest.raises(TaggingFailed, match="1 of 1 objects failed"),
     ):
         tagging.lambda_handler(s3_event(key), lambda_context)
 

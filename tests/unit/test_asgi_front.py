@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from lambda_function.datapath.service import BreedService, Slots, get_service, install_service
+from lambda_function.datapath.service import BreedService, Slots
 from lambda_function.server.asgi import BreedServerApp
 from lambda_function.settings import ServerSettings, Settings
 from tests.conftest import CAT_PHOTOS, DOG_PHOTOS
@@ -48,7 +48,7 @@ def test_uploads_resolved_at_once_on_the_thread_pool_each_get_their_own_answer(s
     photos: list[Path] = CAT_PHOTOS[:8] + DOG_PHOTOS[:8]
     expected = {p.name: [x.breed for x in service.classify_bytes(p.read_bytes(), 5).predictions] for p in photos}
     bodies = {p.name: json.dumps({"image": base64.b64encode(p.read_bytes()).decode()}).encode() for p in photos}
-    app = BreedServerApp(ServerSettings(threads_per_worker=16), start_service=lambda: None)
+    app = BreedServerApp(ServerSettings(threads_per_worker=16), load_service=lambda: service)
     order = [p.name for p in photos] * 4
 
     async def all_at_once() -> list[tuple[int, dict]]:
@@ -75,15 +75,10 @@ def url_body(url: str) -> bytes:
 
 @pytest.fixture
 def one_slot_service(service_env: dict[str, str]) -> Iterator[BreedService]:
-    """A service with one compute slot and one URL fetch slot, whose fetches would run 8 s alone, made the one
-    the routes use for the test."""
+    """A service with one compute slot and one URL fetch slot, whose fetches would run 8 s alone."""
     settings = Settings.from_env()
     settings = replace(settings, decode_concurrency=1, fetch=replace(settings.fetch, total_timeout_s=8))
-    previous = get_service()
-    one_slot = BreedService(settings, url_fetches=Slots(1))
-    install_service(one_slot)
-    yield one_slot
-    install_service(previous)
+    yield BreedService(settings, url_fetches=Slots(1))
 
 
 def all_slots_free(service: BreedService) -> bool:
@@ -104,7 +99,7 @@ def test_a_request_answered_504_holds_no_slot_wherever_its_work_had_got_to(one_s
     dripping = http_server.drip(CAT_PHOTOS[0].read_bytes(), interval_s=0.05, max_duration_s=15)
     app = BreedServerApp(
         ServerSettings(threads_per_worker=threads, max_url_fetches=1, request_deadline_s=0.3),
-        start_service=lambda: None,
+        load_service=lambda: one_slot_service,
     )
     with http_server.running({"/slow.jpg": dripping}) as upstream:
         kinds = {"slow upload": upload_body(SLOW_DECODE), "dripping URL": url_body(upstream.url("/slow.jpg"))}
@@ -124,7 +119,7 @@ def test_bodies_beyond_what_a_worker_may_hold_get_503_and_every_byte_is_released
     body = upload_body(SLOW_DECODE)
     app = BreedServerApp(
         ServerSettings(threads_per_worker=8, max_request_bytes=len(body), max_body_bytes_in_flight=3 * len(body)),
-        start_service=lambda: None,
+        load_service=lambda: one_slot_service,
     )
 
     async def four_at_once() -> list[tuple[int, dict]]:
