@@ -33,7 +33,7 @@ SQUARE, TALL, WIDE = (SIDE, SIDE), (1, CAP), (CAP, 1)
 NARROW_TALL, NARROW_WIDE = (NARROW, CAP // NARROW), (CAP // NARROW, NARROW)
 # name: (mode, format, save parameters, (width, height)); "BMP RLE" is written by hand (Pillow cannot encode it),
 # `repeat_last_scan` repeats a progressive JPEG's last scan, and `textured` draws photo-like content.
-CASES = {
+CASES: dict[str, tuple[str, str, dict, tuple[int, int]]] = {
     "RGBA WebP, lossless": ("RGBA", "WEBP", {"lossless": True}, SQUARE),
     "RGBA WebP, largest accepted": ("RGBA", "WEBP", {"lossless": True}, (3950, 3950)),
     "32-bit TIFF (mode I)": ("I", "TIFF", {"compression": "tiff_deflate"}, SQUARE),

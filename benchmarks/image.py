@@ -118,7 +118,10 @@ def cold_start(handler: str) -> dict[str, float]:
                 time.sleep(0.01)
         to_first_answer_ms = (time.perf_counter() - started) * 1000
         warm_ms = statistics.median(_post(url, event, timeout_s=60) for _ in range(3))
-        init_ms = float(re.search(r"INIT REPORT\(durationMs: ([0-9.]+)", _logs(name)).group(1))
+        init_report = re.search(r"INIT REPORT\(durationMs: ([0-9.]+)", _logs(name))
+        if init_report is None:
+            raise RuntimeError("the emulator logged no INIT REPORT")
+        init_ms = float(init_report.group(1))
     finally:
         _docker("rm", "--force", name, timeout_s=60)
     return {

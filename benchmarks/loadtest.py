@@ -33,12 +33,13 @@ import sys
 import threading
 import time
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import Any
 
 from lambda_function.errors import ServerBusy
 from lambda_function.settings import FetchSettings
@@ -139,7 +140,9 @@ def kept_in_flight(name: str, port: int, clients: int, body: bytes, settle_s: fl
             phase.seconds = time.perf_counter() - started
 
 
-def run_phase(name: str, port: int, clients: int, requests: int, make_request: callable) -> Phase:
+def run_phase(
+    name: str, port: int, clients: int, requests: int, make_request: Callable[[Client], tuple[int, float]]
+) -> Phase:
     """`requests` requests from `clients` concurrent clients, or fewer if the phase's time cap comes first."""
     phase = Phase(name, clients)
     lock = threading.Lock()
@@ -310,7 +313,7 @@ def main(argv: list[str] | None = None) -> int:
         rss_after = server_rss_mb(server.pid)
         print(json.dumps(phases[-1].summary()), flush=True)
 
-    results = {
+    results: dict[str, Any] = {
         "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "processor": platform.processor()},
         "photo": PHOTO.name,
         "photo_bytes": PHOTO.stat().st_size,

@@ -147,7 +147,7 @@ def engines_side_by_side(b4: dict[str, Path]) -> list[dict]:
     rows = []
     # (name, what else is said of it, its Python, the engine, the model, extra environment); the version in the
     # label is the one the engine's own environment reports (time_engine.py reads the package's metadata).
-    runs = [
+    runs: list[tuple[str, str, str | Path, str, Path, dict[str, str]]] = [
         ("LiteRT", " (ours)", sys.executable, "litert", b4["float32"], {}),
         ("tflite-runtime", "", python_of("tflite"), "tflite-runtime", b4["float32"], {}),
         ("TensorFlow", " in-process", sys.executable, "tensorflow", b4["keras"], {}),

@@ -110,8 +110,9 @@ class WithNoCat(keras.layers.Layer):
         return ops.concatenate([shares[:, :position], 1.0 - p_cat, shares[:, position:]], axis=-1)
 
     def compute_output_shape(self, input_shapes: list[tuple[int | None, ...]]) -> tuple[int | None, int]:
-        breeds_shape = input_shapes[0]
-        return (breeds_shape[0], breeds_shape[1] + 1)
+        batch, breeds = input_shapes[0][0], input_shapes[0][1]
+        assert breeds is not None, "the breed head's width is known when the graph is built"
+        return (batch, breeds + 1)
 
     def get_config(self) -> dict:
         return {**super().get_config(), "no_cat_index": self.no_cat_index}

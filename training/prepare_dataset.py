@@ -315,8 +315,9 @@ def _parallel(function: Callable, jobs: list, workers: int, description: str) ->
 
 def drop_duplicates(screened: list[Screened]) -> tuple[list[Screened], list[Screened]]:
     """Keep the first image of each content hash (sources are in sorted order), wherever the copies are."""
-    seen: set[str] = set()
-    kept, duplicates = [], []
+    seen: set[str | None] = set()
+    kept: list[Screened] = []
+    duplicates: list[Screened] = []
     for item in screened:
         if item.dropped:
             continue
@@ -356,7 +357,7 @@ def split_stratified(by_class: dict[str, list[Screened]], config: PrepareConfig)
 def place_files(splits: dict[str, dict[str, list[Screened]]], config: PrepareConfig) -> list[dict[str, object]]:
     """Move the chosen staged images into split/class folders; drop the staging folder."""
     staging = config.out_dir / STAGING
-    rows = []
+    rows: list[dict[str, object]] = []
     for split, by_class in splits.items():
         for label, items in by_class.items():
             folder = config.out_dir / split / label

@@ -121,7 +121,7 @@ class TrainConfig:
             (self.weights in ("imagenet", None), "--weights must be imagenet or none"),
             (0 <= self.fine_tune_fraction <= 1, "--fine-tune-fraction must be between 0 and 1"),
             (self.head_epochs >= 1, "--head-epochs must be at least 1"),
-            (self.fine_tune_epochs >= 0, "--fine-tune-epochs must be at least 0"),
+            ((self.fine_tune_epochs or 0) >= 0, "--fine-tune-epochs must be at least 0"),
             (self.batch_size >= 1, "--batch-size must be at least 1"),
             (self.head_learning_rate > 0 and self.fine_tune_learning_rate > 0, "learning rates must be above 0"),
             (0 <= self.dropout < 1, "--dropout must be at least 0 and below 1"),

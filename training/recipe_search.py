@@ -17,10 +17,12 @@ learner (`training.head_only.fit_learner`) and cat gate (`training.cat_gate`), s
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import sys
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -28,6 +30,9 @@ from training.breed_rule import fit_temperature, mahalanobis_fit, softmax
 from training.cat_gate import fit_cat_calibration, log_cat_mass
 from training.feature_cache import load_features
 from training.prepare_dataset import NO_CAT
+
+if TYPE_CHECKING:
+    import keras
 
 OXFORD, WEB = "cat-breeds-12", "cat-breeds-web"
 
@@ -86,6 +91,16 @@ class Features:
     def rows(self, split: str) -> np.ndarray:
         return np.flatnonzero(self.split == split)
 
+    def relabelled(self, remap: np.ndarray) -> Features:
+        """These features with some breeds removed (`remap`: each label's new index, or -1): the labels renumbered
+        so that a learner's classes are the kept breeds, the removed ones counted as "No cat"."""
+        subset = copy.copy(self)
+        kept = remap >= 0
+        subset.labels = [name for name, keep in zip(self.labels, kept, strict=True) if keep] + [NO_CAT]
+        subset.no_cat = len(subset.labels) - 1
+        subset.label = np.where(remap[self.label] >= 0, remap[self.label], subset.no_cat)
+        return subset
+
 
 def breed_targets(label: np.ndarray, no_cat: int) -> np.ndarray:
     """Label indices over all labels -> indices over the breeds alone ("No cat" removed)."""
@@ -94,7 +109,7 @@ def breed_targets(label: np.ndarray, no_cat: int) -> np.ndarray:
 
 def train_breed_head(
     features: Features, recipe: Recipe, train_rows: np.ndarray, val_rows: np.ndarray, seed: int
-) -> object:
+) -> keras.Model:
     """The breed learner of `recipe`, trained on the cats among `train_rows` (and their extra views)."""
     from training.head_only import LearnerSettings, fit_learner, make_learner
 
@@ -147,7 +162,7 @@ def disputed(features: Features, cats: np.ndarray, seed: int, folds: int = 5, co
     return flagged
 
 
-def breed_logits(learner: object, pooled: np.ndarray) -> np.ndarray:
+def breed_logits(learner: keras.Model, pooled: np.ndarray) -> np.ndarray:
     """The learner's pre-softmax scores, from its output layer's weights (dropout is off at inference)."""
     kernel, bias = learner.layers[-1].get_weights()
     return pooled @ kernel + bias
@@ -221,7 +236,7 @@ def leave_breeds_out(features: Features, recipe: Recipe, seed: int) -> dict:
         remap[kept_labels] = np.arange(len(kept_labels))
         known = ~left_out & (features.label != features.no_cat)
         train, val, test = (np.flatnonzero(known & (features.split == s)) for s in ("train", "val", "test"))
-        sub = _SubsetFeatures(features, remap)
+        sub = features.relabelled(remap)
         learner = train_breed_head(sub, recipe, train, val, seed)
         unknown_rows = np.flatnonzero(left_out)
         fold_scores = rule_scores(learner, features, sub, train, val, {"unknown": unknown_rows, "known": test})
@@ -235,30 +250,16 @@ def leave_breeds_out(features: Features, recipe: Recipe, seed: int) -> dict:
         print(f"fold {fold[0]}...: {len(unknown_rows)} unknown photos, {len(test)} known test photos", flush=True)
     correct = np.concatenate(pooled["known_correct"])
     origin = np.concatenate(pooled["origin"])
-    result = {"folds": [list(f) for f in LEFT_OUT_FOLDS], "rules": {}}
-    for name, values in scores.items():
-        unknown, known = np.concatenate(values["unknown"]), np.concatenate(values["known"])
+    result: dict[str, Any] = {"folds": [list(f) for f in LEFT_OUT_FOLDS], "rules": {}}
+    for name, gathered in scores.items():
+        unknown, known = np.concatenate(gathered["unknown"]), np.concatenate(gathered["known"])
         result["rules"][name] = trade_off(unknown, known, correct, origin)
         print(name, json.dumps({k: v for k, v in result["rules"][name].items() if k != "curve"}), flush=True)
     return result
 
 
-class _SubsetFeatures:
-    """`Features` with some breeds removed: labels renumbered so the learner's classes are the kept breeds."""
-
-    def __init__(self, features: Features, remap: np.ndarray) -> None:
-        self.__dict__.update(features.__dict__)
-        kept = remap >= 0
-        self.labels = [name for name, keep in zip(features.labels, kept, strict=True) if keep] + [NO_CAT]
-        self.no_cat = len(self.labels) - 1
-        self.label = np.where(remap[features.label] >= 0, remap[features.label], self.no_cat)
-
-    def rows(self, split: str) -> np.ndarray:
-        return np.flatnonzero(self.split == split)
-
-
 def rule_scores(
-    learner: object, features: Features, sub: _SubsetFeatures, train: np.ndarray, val: np.ndarray, groups: dict
+    learner: keras.Model, features: Features, sub: Features, train: np.ndarray, val: np.ndarray, groups: dict
 ) -> dict[str, dict[str, np.ndarray]]:
     """For each candidate rule, its score (higher: more surely a known breed) on each group of rows."""
     val_logits = breed_logits(learner, features.pooled[val])

@@ -93,11 +93,12 @@ def calibrate_on_dataset(model: Any, dataset: Any, labels: list[str], gated: boo
     from training.breed_rule import fit_temperature
     from training.head_only import fold_temperature
 
-    probabilities, truth = [], []
+    batches: list[np.ndarray] = []
+    truths: list[np.ndarray] = []
     for images, one_hot in dataset:
-        probabilities.append(np.asarray(model(images, training=False), dtype=np.float64))
-        truth.append(np.argmax(np.asarray(one_hot), axis=1))
-    probabilities, truth = np.concatenate(probabilities), np.concatenate(truth)
+        batches.append(np.asarray(model(images, training=False), dtype=np.float64))
+        truths.append(np.argmax(np.asarray(one_hot), axis=1))
+    probabilities, truth = np.concatenate(batches), np.concatenate(truths)
     if gated:
         no_cat = labels.index(NO_CAT)
         cats = truth != no_cat
@@ -211,7 +212,7 @@ def build_model(num_classes: int, size_px: int, config: TrainConfig, no_cat_inde
         num_classes,
         config.backbone,
         size_px,
-        config.weights,
+        config.weights,  # type: ignore[arg-type]  # "imagenet" or None: TrainConfig checks it
         config.dropout,
         hidden_units=config.hidden_units,
         cat_gate_at=no_cat_index,
@@ -269,7 +270,7 @@ def fine_tune(model: Any, datasets: dict[str, Any], config: TrainConfig, best_to
     """Phase 2: the top of the backbone too, at a lower learning rate; keeps phase 1's best unless beaten."""
     unfreeze_top(model, config.fine_tune_fraction)
     compile_model(model, config.fine_tune_learning_rate, config)
-    epochs = (config.head_epochs, config.head_epochs + config.fine_tune_epochs)
+    epochs = (config.head_epochs, config.head_epochs + (config.fine_tune_epochs or 0))
     return _fit(model, datasets, config, epochs=epochs, best_top5=best_top5)
 
 
