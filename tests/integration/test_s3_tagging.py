@@ -20,7 +20,7 @@ from lambda_function.local_context import LocalLambdaContext
 from lambda_function.request_deadline import LAMBDA_ANSWER_MARGIN_S
 from lambda_function.settings import Settings
 from lambda_function.tagging.lambda_tagging import TaggingFailed
-from lambda_function.tagging.s3_tagging import MAX_TAGS_PER_OBJECT, Outcome, S3Tagger, merge_tags, sanitise_tag_value
+from lambda_function.tagging.s3_tagging import MAX_TAGS_PER_OBJECT, Outcome, S3Tagger, sanitise_tag_value
 from tests.conftest import CAT_PHOTOS, DOG_PHOTOS, load_event
 from tests.support.images import progressive_jpeg_with_repeated_scans
 
@@ -174,30 +174,6 @@ def test_one_failing_record_does_not_stop_the_others_and_the_failure_is_raised(t
         tagging.lambda_handler(event, lambda_context)
 
     assert all("cat-breed" in tags_of(s3, key) for key in good)
-
-
-def test_tag_values_keep_only_what_s3_accepts():
-    assert sanitise_tag_value("Sphynx - Hairless Cat") == "Sphynx - Hairless Cat"
-    assert sanitise_tag_value("O'Malley (alley cat), 2nd") == "OMalley alley cat 2nd"
-    assert sanitise_tag_value("starter@1.0.0+build/7 =:_") == "starter@1.0.0+build/7 =:_"
-    assert len(sanitise_tag_value("x" * 300)) == 256
-
-
-def test_merging_replaces_our_old_tags_and_respects_the_limit():
-    existing = [{"Key": "cat-breed", "Value": "Old"}] + [{"Key": f"k{i}", "Value": "v"} for i in range(8)]
-    ours = {"cat-breed": "New", "cat-detected": "true", "cat-breed-model": "m", "cat-breed-probability": "0.9"}
-
-    merged, dropped = merge_tags(existing, ours)
-
-    assert len(merged) == 10 and {"Key": "cat-breed", "Value": "New"} in merged
-    assert {"Key": "cat-breed-model", "Value": "m"} in merged
-    assert dropped == ("cat-detected", "cat-breed-probability")
-
-
-def test_merging_writes_the_answer_with_its_model_version_or_nothing():
-    existing = [{"Key": f"k{i}", "Value": "v"} for i in range(9)]
-
-    assert merge_tags(existing, {"cat-breed": "New", "cat-breed-model": "m"}) is None
 
 
 def test_backfill_tags_what_was_uploaded_before_and_resumes(service, s3, tagging, capsys):
